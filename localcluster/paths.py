@@ -1,0 +1,21 @@
+"""Where the embedded cluster keeps build artefacts (cache) and run state.
+
+The cache holds heavy, reproducible artefacts keyed by version (binaries, image
+archives, generated stubs) and survives ``cluster down --purge``; the state
+directory holds one cluster's PKI, etcd data, containerd root and logs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """Root of version-keyed build artefacts (``GEOCUBE_ACCEPTANCE_CACHE``)."""
+    return Path(os.environ.get("GEOCUBE_ACCEPTANCE_CACHE", "/var/cache/geocube-acceptance"))
+
+
+def state_dir() -> Path:
+    """Root of the running embedded cluster's state (``GEOCUBE_ACCEPTANCE_STATE``)."""
+    return Path(os.environ.get("GEOCUBE_ACCEPTANCE_STATE", "/var/lib/geocube-acceptance/cluster"))
