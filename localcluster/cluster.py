@@ -24,6 +24,7 @@ from localcluster import components as comp
 from localcluster import network, processes
 from localcluster.errors import ClusterError, StartupError
 from localcluster.gobuild import BuiltBinaries, ensure_binaries
+from localcluster.images import BuiltImage, build_pause_image, import_image
 from localcluster.layout import NODE_IP, NODE_NAME, StateLayout, default_layout
 from localcluster.preflight import run_preflight
 
@@ -152,9 +153,8 @@ class EmbeddedCluster:
         run_preflight(self.layout.root)
         self.progress("building or reusing the Kubernetes binaries (cold build takes ~20 min on 2 cores)")
         bins = ensure_binaries(build_log)
-        from localcluster.images import ensure_pause_image
-
-        pause = ensure_pause_image()
+        self.progress("building or reusing the pause image")
+        pause = build_pause_image()
         try:
             self._start_all(bins, pause)
         except BaseException:
@@ -164,7 +164,7 @@ class EmbeddedCluster:
             raise
         return self.kubeconfig
 
-    def _start_all(self, bins: BuiltBinaries, pause: object) -> None:
+    def _start_all(self, bins: BuiltBinaries, pause: BuiltImage) -> None:
         layout = self.layout
         for directory in (layout.root, layout.logs, layout.pids, layout.config):
             directory.mkdir(parents=True, exist_ok=True)
@@ -187,8 +187,6 @@ class EmbeddedCluster:
         self._start("kube-scheduler", comp.scheduler_argv(layout, bins), timeout=60)
         layout.containerd_state.mkdir(parents=True, exist_ok=True)
         self._start("containerd", comp.containerd_argv(layout), timeout=30)
-        from localcluster.images import import_image
-
         import_image(pause, str(layout.containerd_socket))
         self._start("kubelet", comp.kubelet_argv(layout, bins), timeout=60)
         self._start("kube-proxy", comp.kube_proxy_argv(layout, bins), timeout=30)

@@ -28,7 +28,8 @@ import (
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
 	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 
-	// CoreDNS: only the plugins the embedded cluster's Corefile uses.
+	// CoreDNS: only the plugins the embedded cluster's Corefile uses (bind keeps it on the node address).
+	_ "github.com/coredns/coredns/plugin/bind"
 	_ "github.com/coredns/coredns/plugin/cache"
 	_ "github.com/coredns/coredns/plugin/errors"
 	_ "github.com/coredns/coredns/plugin/health"
