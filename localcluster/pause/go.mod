@@ -1,0 +1,3 @@
+module github.com/geocube-acceptance/localcluster/pause
+
+go 1.22
