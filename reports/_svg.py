@@ -86,7 +86,8 @@ def timeline_chart(name: str, points: list[dict[str, Any]], *, width: int = 760,
         ty = y(tick, pods_top)
         parts.append(f'<line x1="{left}" y1="{ty:.1f}" x2="{left + plot_w}" y2="{ty:.1f}" stroke="#eef1f4"/>')
         parts.append(f'<text x="{left - 6}" y="{ty + 4:.1f}" text-anchor="end" fill="{PODS_COLOR}">{_num(tick)}</text>')
-    for tick in backlog_ticks:
+    backlog_observed = any(v is not None for _, v in backlog)
+    for tick in backlog_ticks if backlog_observed else []:
         ty = y(tick, backlog_top)
         parts.append(f'<text x="{left + plot_w + 6}" y="{ty + 4:.1f}" fill="{BACKLOG_COLOR}">{_num(tick)}</text>')
     for tick in x_ticks:
@@ -129,7 +130,9 @@ def timeline_chart(name: str, points: list[dict[str, Any]], *, width: int = 760,
         f'<rect x="{left + 150}" y="{legend_y - 9}" width="18" height="4" fill="{BACKLOG_COLOR}"/>',
         f'<text x="{left + 174}" y="{legend_y - 3}">backlog (right axis)</text>',
     ]
-    if gaps:
+    if points and not backlog_observed:
+        parts.append(f'<text x="{left + 330}" y="{legend_y - 3}" fill="#57606a">backlog: never observed</text>')
+    elif gaps:
         parts.append(f'<text x="{left + 330}" y="{legend_y - 3}" fill="#57606a">gaps: no observation</text>')
     if not points:
         parts.append(

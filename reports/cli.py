@@ -21,14 +21,7 @@ EXIT_USAGE = 2
 EXIT_RECORD = 3
 
 
-def add_report_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``report`` sub-command to another CLI (``geocube_acceptance.cli``)."""
-    parser = subparsers.add_parser(
-        "report",
-        help="regenerate a run's reports from run.json, optionally recording a sign-off",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="a run directory, e.g. reports/runs/<run-id>")
     parser.add_argument("--approver", metavar="NAME", help="who signs the run off")
     parser.add_argument(
@@ -39,10 +32,23 @@ def add_report_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     parser.set_defaults(handler=run_report)
 
 
+def add_report_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``report`` sub-command to another argparse CLI."""
+    _add_arguments(
+        subparsers.add_parser(
+            "report",
+            help="regenerate a run's reports from run.json, optionally recording a sign-off",
+            description=__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="geocube-acceptance")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    add_report_parser(subparsers)
+    parser = argparse.ArgumentParser(
+        prog="geocube-acceptance report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    _add_arguments(parser)
     return parser
 
 
@@ -92,9 +98,16 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    return int(args.handler(args))
+    """Entry point: ``main(["report", RUN_DIR, ...])`` or ``main([RUN_DIR, ...])``.
+
+    The second form is what ``geocube_acceptance.cli`` passes after its own ``report`` sub-command.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    # "report" is the sub-command, unless it is the only positional and names an existing directory.
+    if args[:1] == ["report"] and (len(args) == 1 or not args[1].startswith("-") or not Path("report").is_dir()):
+        args = args[1:]
+    parsed = build_parser().parse_args(args)
+    return int(parsed.handler(parsed))
 
 
 if __name__ == "__main__":

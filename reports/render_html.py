@@ -26,8 +26,8 @@ h1 { font-size: 22px; margin: 8px 0 12px; } h2 { font-size: 18px; margin-top: 32
 .verdict.PASS { background: var(--pass); } .verdict.FAIL { background: var(--fail); }
 .verdict.INCOMPLETE { background: var(--warn); }
 table { border-collapse: collapse; width: 100%; margin: 8px 0 16px; }
-th, td { border: 1px solid var(--line); padding: 5px 8px; text-align: left; vertical-align: top;
-         overflow-wrap: anywhere; }
+th, td { border: 1px solid var(--line); padding: 5px 8px; text-align: left; vertical-align: top; }
+td code, td .evidence, td.wrap { overflow-wrap: anywhere; } td.nowrap { white-space: nowrap; }
 th { background: #f6f8fa; } td.num { text-align: right; white-space: nowrap; }
 code, pre { font: 12px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
 pre { background: #f6f8fa; padding: 10px; overflow-x: auto; white-space: pre-wrap; border-radius: 6px; }
@@ -152,7 +152,7 @@ def _requirements(record: RunRecord) -> str:
         rows.append(
             f'<tr class="req {test.status.value}"><td><b>{escape(test.requirement_id or "(none)")}</b></td>'
             f'<td>{escape(fmt.masked(test.requirement) or test.name)}<div class="muted"><code>'
-            f"{escape(test.nodeid)}</code></div>{reason}</td><td>{escape(test.area or '-')}</td>"
+            f'{escape(test.nodeid)}</code></div>{reason}</td><td class="nowrap">{escape(test.area or "-")}</td>'
             f'<td>{_badge(test.status)}{link}</td><td class="num">{fmt.duration(test.duration)}</td>'
             f"<td>{evidence}</td></tr>"
         )

@@ -19,10 +19,11 @@ from typing import Any
 
 import pytest
 
-from reports import render_html
+from reports import history, render_html
 from reports.model import load_record
 
 RECORDED = Path(__file__).resolve().parents[1] / "fixtures_data" / "recorded_runs"
+RUNS = ["01-pass", "02-fail", "03-flaky", "04-incomplete"]
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -191,9 +192,13 @@ def test_console_error_detection_works(page: DevTools, tmp_path: Path) -> None:
     assert any("Content Security Policy" in e for e in errors), errors
 
 
-@pytest.mark.parametrize("name", ["01-pass", "02-fail", "03-flaky", "04-incomplete"])
+@pytest.mark.parametrize("name", RUNS)
 def test_report_renders_without_console_errors_and_draws_the_chart(page: DevTools, tmp_path: Path, name: str) -> None:
+    # Replay the recorded runs up to this one, so the page also shows the history and duration trend.
+    for earlier in RUNS[: RUNS.index(name)]:
+        history.update(tmp_path, load_record(RECORDED / f"{earlier}.json"))
     record = load_record(RECORDED / f"{name}.json")
+    record.history = history.update(tmp_path, record)
     html = tmp_path / "report.html"
     html.write_text(render_html.render(record), encoding="utf-8")
     open_page(page, html)
@@ -217,6 +222,8 @@ def test_report_renders_without_console_errors_and_draws_the_chart(page: DevTool
     assert (chart["backlog"] >= 1) is (name != "04-incomplete")  # the emulator gives no backlog
     rows = evaluate(page, "document.querySelectorAll('tr.req').length")
     assert rows == len(record.tests)
+    sparklines = evaluate(page, "document.querySelectorAll('svg.sparkline').length")
+    assert sparklines == (0 if name == "01-pass" else len(record.tests))
 
     png = screenshot(page, tmp_path / f"report-{name}.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -111,7 +111,7 @@ def test_incomplete_report_explains_the_limitation_and_charts_without_backlog() 
     assert 'class="timeline-chart" data-timeline="consolidater"' in html
     assert 'class="series-pods"' in html
     assert 'class="series-backlog"' not in html  # no observation is no line, never a line at zero
-    assert "gaps: no observation" in html
+    assert "backlog: never observed" in html
     assert record.verdict_reasons[0].startswith("1 environment not capable: AUTOSCALE-BACKLOG")
 
 
@@ -206,3 +206,13 @@ def test_record_round_trips_through_json(tmp_path: Path) -> None:
     assert again == record
     with pytest.raises(RecordError, match="malformed"):
         RunRecord.from_dict({"schema": 1, "run_id": "x"})
+
+
+@pytest.mark.parametrize("run_dir", ["01-pass"], indirect=True)
+def test_cli_through_the_geocube_acceptance_entry_point(run_dir: Path) -> None:
+    """``geocube-acceptance report RUN_DIR`` hands ``[RUN_DIR, ...]`` to ``reports.cli.main``."""
+    entry = pytest.importorskip("geocube_acceptance.cli")
+    assert entry.main(["report", str(run_dir), "--approver", "Ada"]) == 0
+    assert cli.main([str(run_dir)]) == 0
+    assert [s.approver for s in load_record(run_dir).signoffs] == ["Ada"]
+    assert (run_dir / "report.html").is_file()
