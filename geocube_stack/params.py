@@ -1,0 +1,230 @@
+"""Profiles, template directories and the parameters of the reference stack's manifests.
+
+Templates live in ``manifests/``: ``base/`` always, plus one ``messaging/<profile>/`` and one
+``storage/<profile>/`` directory. Every ``{{NAME}}`` in them is mandatory; :data:`PARAMETERS` documents
+each (manifests/README.md holds the same table, checked by a unit test), and :func:`render_params`
+computes a complete set for one profile pair, e.g. for the embedded cluster.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from geocube_stack.errors import StackError
+from geocube_stack.module import CREATE_SQL, PGQUEUE_SQL, geocube_module
+
+MANIFESTS_DIR = Path(__file__).resolve().parent.parent / "manifests"
+MESSAGING_PROFILES = ("pubsub", "pgqueue")
+STORAGE_PROFILES = ("local", "gs")
+# Where the shared volume is mounted in the API server and the consolidaters (fixed in base/*.yaml).
+STORAGE_MOUNT = "/geocube-storage"
+
+Scope = Literal["base", "pubsub", "pgqueue", "local", "gs"]
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One ``{{NAME}}``: what it means, an example value, and the template directory that uses it."""
+
+    name: str
+    scope: Scope
+    meaning: str
+    example: str
+
+
+PARAMETERS: tuple[Parameter, ...] = (
+    Parameter("IMAGE_PULL_POLICY", "base", "imagePullPolicy of every container", "IfNotPresent"),
+    Parameter("POSTGIS_IMAGE", "base", "PostgreSQL with PostGIS 3 and the official postgres entrypoint contract",
+              "localhost/geocube-acceptance/postgis:15-3-r1"),
+    Parameter("GEOCUBE_SERVER_IMAGE", "base", "Geocube API server image (/server)",
+              "localhost/geocube-acceptance/geocube-server:v1.0.3-r1"),
+    Parameter("CONSOLIDATER_IMAGE", "base", "Geocube consolidater image (/consolidater, sh, uuidgen)",
+              "localhost/geocube-acceptance/geocube-consolidater:v1.0.3-r1"),
+    Parameter("AUTOSCALER_IMAGE", "base", "Geocube autoscaler image (/autoscaler)",
+              "localhost/geocube-acceptance/geocube-autoscaler:v1.0.3-r1"),
+    Parameter("POSTGRES_USER", "base", "database superuser that owns the catalog (runs the init scripts)",
+              "postgres"),
+    Parameter("POSTGRES_PASSWORD", "base", "password of POSTGRES_USER", "(random)"),
+    Parameter("DB_USER", "base", "least-privilege role Geocube connects with (created at init; no DDL)",
+              "apiserver"),
+    Parameter("DB_PASSWORD", "base", "password of DB_USER; URL-safe (it is part of the pgqueue connection URL)",
+              "(random hex)"),
+    Parameter("DB_HOST", "base", "host[:port] of the database as Geocube sees it", "postgresql"),
+    Parameter("DB_SSLMODE", "base", "libpq sslmode for Geocube's connections (PGSSLMODE, pgqueue URL)", "disable"),
+    Parameter("DATABASE_VOLUME_SOURCE", "base",
+              "volume source of the data directory, as YAML flow-mapping entries", "emptyDir: {}"),
+    Parameter("GEOCUBE_CREATE_SQL", "base",
+              "content of Geocube's interface/database/pg/create.sql (read from the Go module cache)",
+              "(file content)"),
+    Parameter("INGESTION_STORAGE", "base", "-ingestionStorage: where consolidated COGs are written",
+              "/geocube-storage/ingestion"),
+    Parameter("CANCELLED_JOBS_STORAGE", "base", "-cancelledJobs: where cancelled tasks are flagged",
+              "/geocube-storage/cancelled"),
+    Parameter("STORAGE_VOLUME_SOURCE", "base",
+              f"volume mounted at {STORAGE_MOUNT} in the server and every consolidater, as YAML flow-mapping "
+              "entries; must be one shared volume with local storage",
+              "hostPath: {path: /var/lib/geocube-storage, type: DirectoryOrCreate}"),
+    Parameter("CONSOLIDATER_REPLICAS", "base",
+              "replicas of the consolidater RC (the autoscaler adds bare pods on top)", "0"),
+    Parameter("AUTOSCALER_UPDATE", "base", "autoscaler -update period", "30s"),
+    Parameter("AUTOSCALER_STEP", "base", "autoscaler -step (max pods added or removed per update)", "16"),
+    Parameter("AUTOSCALER_MAX", "base", "autoscaler -max (consolidater pods)", "256"),
+    Parameter("DATABASE_CPU_REQUEST", "base", "CPU request of the database", "100m"),
+    Parameter("DATABASE_MEMORY_REQUEST", "base", "memory request of the database", "256Mi"),
+    Parameter("APISERVER_CPU_REQUEST", "base", "CPU request of the API server", "100m"),
+    Parameter("APISERVER_MEMORY_REQUEST", "base", "memory request of the API server", "128Mi"),
+    Parameter("CONSOLIDATER_CPU_REQUEST", "base", "CPU request of each consolidater pod", "1900m"),
+    Parameter("CONSOLIDATER_MEMORY_REQUEST", "base", "memory request of each consolidater pod", "1500Mi"),
+    Parameter("CONSOLIDATER_MEMORY_LIMIT", "base", "memory limit of each consolidater pod", "4Gi"),
+    Parameter("AUTOSCALER_CPU_REQUEST", "base", "CPU request of the autoscaler", "1m"),
+    Parameter("AUTOSCALER_MEMORY_REQUEST", "base", "memory request of the autoscaler", "30Mi"),
+    Parameter("PUBSUB_PROJECT", "pubsub", "Pub/Sub project of the topics and subscriptions", "geocube-acceptance"),
+    Parameter("PUBSUB_EMULATOR_IMAGE", "pubsub", "Pub/Sub emulator image (serves 0.0.0.0:8085)",
+              "localhost/geocube-acceptance/pubsub-emulator:0.8.20-r1"),
+    Parameter("TOOLBOX_IMAGE", "pubsub", "image with sh and curl for the init Jobs (also used by gs)",
+              "localhost/geocube-acceptance/geocube-toolbox:bookworm-r1"),
+    Parameter("PUBSUB_EMULATOR_CPU_REQUEST", "pubsub", "CPU request of the Pub/Sub emulator", "100m"),
+    Parameter("PUBSUB_EMULATOR_MEMORY_REQUEST", "pubsub", "memory request of the Pub/Sub emulator", "256Mi"),
+    Parameter("PGQUEUE_CREATE_TABLE_SQL", "pgqueue",
+              "content of Geocube's interface/messaging/pgqueue/create_table.sql (Go module cache)",
+              "(file content)"),
+    Parameter("GCS_EMULATOR_IMAGE", "gs", "fake-gcs-server image",
+              "localhost/geocube-acceptance/fake-gcs-server:v1.56.1-r1"),
+    Parameter("GCS_BUCKET", "gs", "bucket created in the emulator for ingestion and cancelled jobs", "geocube"),
+    Parameter("GCS_EMULATOR_CPU_REQUEST", "gs", "CPU request of the GCS emulator", "10m"),
+    Parameter("GCS_EMULATOR_MEMORY_REQUEST", "gs", "memory request of the GCS emulator", "32Mi"),
+)
+PARAMETER_NAMES = frozenset(p.name for p in PARAMETERS)
+
+# Requests sized for the 2-core embedded node (the stack plus a few dozen consolidater pods) and
+# the install guide's realistic values for real clusters.
+RESOURCE_PRESETS: Mapping[str, Mapping[str, str]] = {
+    "embedded": {
+        "DATABASE_CPU_REQUEST": "50m", "DATABASE_MEMORY_REQUEST": "128Mi",
+        "APISERVER_CPU_REQUEST": "50m", "APISERVER_MEMORY_REQUEST": "64Mi",
+        "CONSOLIDATER_CPU_REQUEST": "10m", "CONSOLIDATER_MEMORY_REQUEST": "32Mi",
+        "CONSOLIDATER_MEMORY_LIMIT": "1Gi",
+        "AUTOSCALER_CPU_REQUEST": "1m", "AUTOSCALER_MEMORY_REQUEST": "30Mi",
+        "PUBSUB_EMULATOR_CPU_REQUEST": "50m", "PUBSUB_EMULATOR_MEMORY_REQUEST": "128Mi",
+        "GCS_EMULATOR_CPU_REQUEST": "10m", "GCS_EMULATOR_MEMORY_REQUEST": "16Mi",
+    },
+    "guide": {
+        "DATABASE_CPU_REQUEST": "500m", "DATABASE_MEMORY_REQUEST": "1Gi",
+        "APISERVER_CPU_REQUEST": "500m", "APISERVER_MEMORY_REQUEST": "512Mi",
+        "CONSOLIDATER_CPU_REQUEST": "1900m", "CONSOLIDATER_MEMORY_REQUEST": "1500Mi",
+        "CONSOLIDATER_MEMORY_LIMIT": "4Gi",
+        "AUTOSCALER_CPU_REQUEST": "1m", "AUTOSCALER_MEMORY_REQUEST": "30Mi",
+        "PUBSUB_EMULATOR_CPU_REQUEST": "100m", "PUBSUB_EMULATOR_MEMORY_REQUEST": "512Mi",
+        "GCS_EMULATOR_CPU_REQUEST": "100m", "GCS_EMULATOR_MEMORY_REQUEST": "128Mi",
+    },
+}
+
+
+def check_profiles(messaging: str, storage: str) -> None:
+    """Raise a StackError naming the valid choices when a profile name is unknown."""
+    if messaging not in MESSAGING_PROFILES:
+        raise StackError(f"messaging profile must be one of {MESSAGING_PROFILES}. Current input: {messaging!r}")
+    if storage not in STORAGE_PROFILES:
+        raise StackError(f"storage profile must be one of {STORAGE_PROFILES}. Current input: {storage!r}")
+
+
+def template_dirs(messaging: str, storage: str, root: Path = MANIFESTS_DIR) -> tuple[Path, ...]:
+    """The template directories of one profile pair, base first: render them together."""
+    check_profiles(messaging, storage)
+    return (root / "base", root / "messaging" / messaging, root / "storage" / storage)
+
+
+def parameters_for(messaging: str, storage: str) -> tuple[Parameter, ...]:
+    """The parameters the templates of this profile pair use (TOOLBOX_IMAGE serves pubsub and gs)."""
+    check_profiles(messaging, storage)
+    scopes = {"base", messaging, storage}
+    used = [p for p in PARAMETERS if p.scope in scopes]
+    if storage == "gs" and messaging != "pubsub":
+        used += [p for p in PARAMETERS if p.name == "TOOLBOX_IMAGE"]
+    return tuple(used)
+
+
+def sql_params(messaging: str) -> dict[str, str]:
+    """Geocube's own SQL, read from the pinned module in the Go module cache (never committed)."""
+    module = geocube_module()
+    params = {"GEOCUBE_CREATE_SQL": _block(module.read_text(CREATE_SQL))}
+    if messaging == "pgqueue":
+        params["PGQUEUE_CREATE_TABLE_SQL"] = _block(module.read_text(PGQUEUE_SQL))
+    return params
+
+
+def storage_params(storage: str, *, local_host_path: str | None = None, bucket: str = "geocube") -> dict[str, str]:
+    """Storage URIs and the shared volume for a storage profile."""
+    if storage == "local":
+        if not local_host_path or not local_host_path.startswith("/"):
+            raise StackError(
+                "the local storage profile needs one volume shared by the server and every consolidater: pass "
+                f"local_host_path (an absolute directory on the node). Current input: {local_host_path!r}"
+            )
+        return {
+            "STORAGE_VOLUME_SOURCE": f"hostPath: {{path: {local_host_path}, type: DirectoryOrCreate}}",
+            "INGESTION_STORAGE": f"{STORAGE_MOUNT}/ingestion",
+            "CANCELLED_JOBS_STORAGE": f"{STORAGE_MOUNT}/cancelled",
+        }
+    return {
+        # Nothing is stored on the volume with gs://, but the templates mount one in every profile.
+        "STORAGE_VOLUME_SOURCE": "emptyDir: {}",
+        "INGESTION_STORAGE": f"gs://{bucket}/ingestion",
+        "CANCELLED_JOBS_STORAGE": f"gs://{bucket}/cancelled",
+        "GCS_BUCKET": bucket,
+    }
+
+
+def render_params(
+    messaging: str,
+    storage: str,
+    *,
+    images: Mapping[str, str],
+    local_host_path: str | None = None,
+    preset: str = "embedded",
+    overrides: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """A complete parameter set for one profile pair: exactly the parameters its templates use.
+
+    ``images`` maps image parameters (``GEOCUBE_SERVER_IMAGE`` ...) to references, e.g.
+    ``StackImages.params()``. Passwords are random per call. ``overrides`` win over everything.
+    """
+    check_profiles(messaging, storage)
+    if preset not in RESOURCE_PRESETS:
+        raise StackError(f"preset must be one of {sorted(RESOURCE_PRESETS)}. Current input: {preset!r}")
+    params: dict[str, str] = {
+        "IMAGE_PULL_POLICY": "IfNotPresent",
+        "POSTGRES_USER": "postgres",
+        "POSTGRES_PASSWORD": secrets.token_hex(16),
+        "DB_USER": "apiserver",
+        "DB_PASSWORD": secrets.token_hex(16),
+        "DB_HOST": "postgresql",
+        "DB_SSLMODE": "disable",
+        "DATABASE_VOLUME_SOURCE": "emptyDir: {}",
+        # The autoscaler cannot read a Pub/Sub emulator's backlog: one static worker keeps jobs moving.
+        "CONSOLIDATER_REPLICAS": "1" if messaging == "pubsub" else "0",
+        "AUTOSCALER_UPDATE": "30s",
+        "AUTOSCALER_STEP": "16",
+        "AUTOSCALER_MAX": "256",
+        "PUBSUB_PROJECT": "geocube-acceptance",
+        **RESOURCE_PRESETS[preset],
+        **storage_params(storage, local_host_path=local_host_path),
+        **sql_params(messaging),
+        **images,
+        **(overrides or {}),
+    }
+    wanted = {p.name for p in parameters_for(messaging, storage)}
+    missing = sorted(wanted - set(params))
+    if missing:
+        raise StackError(f"no value for parameter(s) {missing} of profiles {messaging}/{storage}; "
+                         "pass the image references (StackImages.params()) or overrides")
+    return {name: value for name, value in params.items() if name in wanted}
+
+
+def _block(text: str) -> str:
+    # A block scalar keeps the text; trailing blank lines would only become trailing whitespace.
+    return text.rstrip("\n").replace("\r\n", "\n")
