@@ -297,6 +297,7 @@ class EmbeddedCluster:
             step(f"remove network namespace {path}", functools.partial(self._remove_netns, path))
         step("unmount", self._unmount_ours)
         step("remove kube-proxy rules", self._cleanup_kube_proxy_rules)
+        step("remove kubelet rules", network.remove_kubelet_rules)
         step("remove egress firewall", network.remove_egress_firewall)
         step("delete bridge", network.delete_bridge)
         step("restore sysctls", lambda: network.restore_sysctls(self.layout.host_settings))

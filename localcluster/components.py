@@ -192,7 +192,6 @@ def write_containerd_config(layout: StateLayout) -> Path:
     text = f"""version = 2
 root = "{layout.containerd_root}"
 state = "{layout.containerd_state}"
-oom_score = -999
 
 [grpc]
   address = "{sock}"
@@ -208,6 +207,9 @@ oom_score = -999
 
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{PAUSE_IMAGE}"
+  # Sandboxes ask for oom_score_adj -998; lowering it needs CAP_SYS_RESOURCE, which some hosts (like
+  # the CI sandboxes) do not grant even to root. Clamp to containerd's own score instead of failing.
+  restrict_oom_score_adj = true
   enable_selinux = false
   max_container_log_line_size = 16384
   [plugins."io.containerd.grpc.v1.cri".containerd]
@@ -218,6 +220,8 @@ oom_score = -999
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        # Our own runc state directory: never share the system containerd's /run/containerd/runc.
+        Root = "{layout.containerd_state / "runc"}"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{layout.cni_conf_dir}"

@@ -111,3 +111,21 @@ def remove_egress_firewall() -> None:
 def remove_kube_proxy_rules(kube_proxy: Path) -> None:
     """Let kube-proxy remove its own rules (``--cleanup``), the way the project intends."""
     _run(str(kube_proxy), "--cleanup", check=False)
+
+
+# Chains the kubelet creates itself (KUBE-FIREWALL guards route_localnet; the canaries detect flushes).
+KUBELET_CHAINS = (("filter", "KUBE-FIREWALL"), ("filter", "KUBE-KUBELET-CANARY"), ("nat", "KUBE-KUBELET-CANARY"),
+                  ("mangle", "KUBE-KUBELET-CANARY"))  # fmt: skip
+
+
+def remove_kubelet_rules() -> None:
+    """Remove the kubelet's chains and the jumps to them, by exact chain name."""
+    for table, chain in KUBELET_CHAINS:
+        listing = _run("iptables", "-w", "-t", table, "-S", check=False).stdout.splitlines()
+        for rule in listing:
+            parts = rule.split()
+            if parts[:1] == ["-A"] and parts[1] != chain and "-j" in parts and parts[parts.index("-j") + 1] == chain:
+                _run("iptables", "-w", "-t", table, "-D", *parts[1:], check=False)
+        if f"-N {chain}" in listing:
+            _run("iptables", "-w", "-t", table, "-F", chain, check=False)
+            _run("iptables", "-w", "-t", table, "-X", chain, check=False)

@@ -63,7 +63,7 @@ def namespace(kubectl: Kubectl) -> Iterator[str]:
     name = f"selftest-{uuid.uuid4().hex[:8]}"
     kubectl("create", "namespace", name)
     # Pods may start before the namespace's default ServiceAccount exists: wait for it.
-    kubectl("wait", "--for=create", f"serviceaccount/default", "-n", name, "--timeout=30s")
+    kubectl("wait", "--for=create", "serviceaccount/default", "-n", name, "--timeout=30s")
     yield name
     kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
 

@@ -34,9 +34,12 @@ def web_pod(name: str, image: str, labels: dict[str, str] | None = None) -> dict
                     "name": "web",
                     "image": image,
                     "imagePullPolicy": "IfNotPresent",
-                    "command": ["/bin/sh", "-c",
-                                f"mkdir -p /www && echo hello from {name} > /www/index.html && "
-                                "echo serving && exec busybox httpd -f -p 8080 -h /www"],
+                    "command": [
+                        "/bin/sh",
+                        "-c",
+                        f"mkdir -p /www && echo hello from {name} > /www/index.html && "
+                        "echo serving && exec busybox httpd -f -p 8080 -h /www",
+                    ],
                     "ports": [{"containerPort": 8080}],
                     "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
                 }
@@ -73,8 +76,11 @@ def test_deployment_creates_replicaset_and_pod_from_local_image(
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": "web"},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
-                 "template": {"metadata": pod["metadata"], "spec": pod["spec"]}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": pod["metadata"], "spec": pod["spec"]},
+        },
     }
     apply(kubectl, namespace, deployment)
     kubectl("rollout", "status", "-n", namespace, "deployment/web", "--timeout=90s")
@@ -92,8 +98,11 @@ def test_replicationcontroller_creates_pods(kubectl: Kubectl, namespace: str, to
         "apiVersion": "v1",
         "kind": "ReplicationController",
         "metadata": {"name": "rc"},
-        "spec": {"replicas": 2, "selector": {"app": "rc"},
-                 "template": {"metadata": pod["metadata"], "spec": pod["spec"]}},
+        "spec": {
+            "replicas": 2,
+            "selector": {"app": "rc"},
+            "template": {"metadata": pod["metadata"], "spec": pod["spec"]},
+        },
     }
     apply(kubectl, namespace, rc)
     kubectl("wait", "-n", namespace, "--for=jsonpath={.status.readyReplicas}=2", "rc/rc", "--timeout=90s")
@@ -106,12 +115,16 @@ def test_replicationcontroller_creates_pods(kubectl: Kubectl, namespace: str, to
 def web_service(kubectl: Kubectl, namespace: str, toolbox_image: str) -> dict[str, object]:
     """A web pod behind a NodePort Service named 'web', plus a client pod; returns the Service."""
     apply(
-        kubectl, namespace,
+        kubectl,
+        namespace,
         web_pod("web", toolbox_image),
         web_pod("client", toolbox_image),
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-         "spec": {"type": "NodePort", "selector": {"app": "web"},
-                  "ports": [{"port": 80, "targetPort": 8080}]}},
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web"},
+            "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+        },
     )
     wait_ready(kubectl, namespace, "pod/web")
     wait_ready(kubectl, namespace, "pod/client")
@@ -133,7 +146,18 @@ def test_service_name_resolves_and_clusterip_answers_from_a_pod(
 
 def test_nodeport_reaches_the_pod_from_the_host(web_service: dict[str, object]) -> None:
     node_port = web_service["spec"]["ports"][0]["nodePort"]  # type: ignore[index]
-    body = _http_get(NODE_IP, node_port)
+    # kube-proxy programs the rules asynchronously after the endpoint turns ready: allow it a few seconds.
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            body = _http_get(NODE_IP, node_port)
+            break
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"NodePort {NODE_IP}:{node_port} still refused 15 s after the pod was ready"
+                ) from None
+            time.sleep(0.2)
     assert body.strip() == "hello from web"
 
 
@@ -162,11 +186,12 @@ def test_kubectl_logs_exec_and_port_forward(kubectl: Kubectl, namespace: str, to
         assert _http_get("127.0.0.1", local_port).strip() == "hello from web"
     finally:
         forward.terminate()
-        forward.wait(10)
+        forward.communicate(timeout=10)  # reaps the child and closes its pipes
 
 
-def test_python_client_port_forward(admin_kubeconfig: Path, kubectl: Kubectl, namespace: str,
-                                    toolbox_image: str) -> None:
+def test_python_client_port_forward(
+    admin_kubeconfig: Path, kubectl: Kubectl, namespace: str, toolbox_image: str
+) -> None:
     apply(kubectl, namespace, web_pod("web", toolbox_image))
     wait_ready(kubectl, namespace, "pod/web")
     api = config.new_client_from_config(str(admin_kubeconfig))
@@ -203,12 +228,21 @@ def test_rbac_denies_unbound_serviceaccount_and_allows_bound_one(
     wait_ready(kubectl, namespace, "pod/caller")
     assert run_in_pod(kubectl, namespace, "caller", script) == "403", "an unbound ServiceAccount must be denied"
     apply(
-        kubectl, namespace,
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "pod-maker"},
-         "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "pod-maker"},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-maker"},
-         "subjects": [{"kind": "ServiceAccount", "name": "caller", "namespace": namespace}]},
+        kubectl,
+        namespace,
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "pod-maker"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "pod-maker"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-maker"},
+            "subjects": [{"kind": "ServiceAccount", "name": "caller", "namespace": namespace}],
+        },
     )
     assert run_in_pod(kubectl, namespace, "caller", script) == "201", "the bound ServiceAccount must create pods"
     wait_ready(kubectl, namespace, "pod/made-in-cluster")
@@ -225,12 +259,23 @@ def test_namespace_with_running_pods_is_deleted_completely(
     wait_ready(kubectl, name, "pod/b")
     kubectl("delete", "namespace", name, "--timeout=90s")
     assert f"namespace/{name}" not in kubectl("get", "namespaces", "-o", "name").split()
-    tasks = subprocess.run(
-        ["ctr", "--address", str(embedded_cluster.layout.containerd_socket), "-n", "k8s.io", "containers", "ls",
-         "--quiet", f"labels.\"io.kubernetes.pod.namespace\"=={name}"],
-        capture_output=True, text=True, check=True,
+    # Exited containers wait for the kubelet's garbage collection; none of the namespace may still run.
+    ctr = ["ctr", "--address", str(embedded_cluster.layout.containerd_socket), "-n", "k8s.io"]
+    ours = subprocess.run(
+        [*ctr, "containers", "ls", "--quiet", f'labels."io.kubernetes.pod.namespace"=={name}'],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
-    assert tasks == [], f"containers of the deleted namespace are left in containerd: {tasks}"
+    running = [
+        line.split()[0]
+        for line in subprocess.run(
+            [*ctr, "tasks", "ls"], capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+        if "RUNNING" in line and line.split()[0] in ours
+    ]
+    assert ours, "the namespace's containers were never seen in containerd: the check would be vacuous"
+    assert running == [], f"containers of the deleted namespace still run in containerd: {running}"
 
 
 def test_pod_cannot_reach_outside_the_cluster(kubectl: Kubectl, namespace: str, toolbox_image: str) -> None:
@@ -238,7 +283,7 @@ def test_pod_cannot_reach_outside_the_cluster(kubectl: Kubectl, namespace: str, 
     outside = _host_reachable_outside_address()
     apply(kubectl, namespace, web_pod("prisoner", toolbox_image))
     wait_ready(kubectl, namespace, "pod/prisoner")
-    probe = "if nc -w 3 {0} {1} </dev/null; then echo REACHED; else echo BLOCKED; fi"
+    probe = "if busybox nc -w 3 {0} {1} </dev/null; then echo REACHED; else echo BLOCKED; fi"
     # The same probe must succeed inside the cluster (the API server on the node address), or it proves nothing.
     assert run_in_pod(kubectl, namespace, "prisoner", probe.format(NODE_IP, 6443)).strip() == "REACHED"
     result = run_in_pod(kubectl, namespace, "prisoner", probe.format(*outside))
