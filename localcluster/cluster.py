@@ -25,7 +25,7 @@ from localcluster import network, processes
 from localcluster.errors import ClusterError, StartupError
 from localcluster.gobuild import BuiltBinaries, ensure_binaries
 from localcluster.images import BuiltImage, build_pause_image, import_image
-from localcluster.layout import NODE_IP, NODE_NAME, StateLayout, default_layout
+from localcluster.layout import BRIDGE, IPTABLES_EGRESS_CHAIN, NODE_IP, NODE_NAME, StateLayout, default_layout
 from localcluster.preflight import run_preflight
 
 Progress = Callable[[str], None]
@@ -41,6 +41,17 @@ ORDER = (
     "kube-proxy",
     "coredns",
 )
+
+STARTUP_TIMEOUTS = {
+    "etcd": 30.0,
+    "kube-apiserver": 90.0,
+    "kube-controller-manager": 60.0,
+    "kube-scheduler": 60.0,
+    "containerd": 30.0,
+    "kubelet": 60.0,
+    "kube-proxy": 30.0,
+    "coredns": 30.0,
+}
 
 
 @dataclass(frozen=True)
@@ -144,9 +155,20 @@ class EmbeddedCluster:
     # ---- up ------------------------------------------------------------------------------------
     def up(self, build_log: Path | None = None) -> Path:
         """Start the cluster (building what is missing) and return the admin kubeconfig path."""
-        if self._records() and self.is_healthy():
-            self.progress("embedded cluster already running")
-            return self.kubeconfig
+        if self._records():
+            statuses = self.status()
+            if all(s.healthy for s in statuses):
+                self.progress("embedded cluster already running")
+                return self.kubeconfig
+            dead = [s.name for s in statuses if not s.running]
+            if dead and all(s.healthy for s in statuses if s.running) and network.bridge_exists():
+                # Only some components died: restart those, keep the workloads of the others.
+                self.progress(f"restarting component(s) that died: {', '.join(dead)}")
+                bins = ensure_binaries(build_log)
+                for name in dead:
+                    self._start(name, self._argv(name, bins), timeout=STARTUP_TIMEOUTS[name])
+                self._wait_node_ready(timeout=60)
+                return self.kubeconfig
         if self._has_leftovers():
             self.progress("found processes, mounts or network objects of a previous run: cleaning them first")
             self.down()
@@ -180,19 +202,29 @@ class EmbeddedCluster:
         comp.write_kube_proxy_config(layout)
         comp.write_corefile(layout)
 
-        self._start("etcd", comp.etcd_argv(layout, bins), timeout=30)
-        self._start("kube-apiserver", comp.apiserver_argv(layout, bins), timeout=90)
-        self._apply(comp.BOOTSTRAP_MANIFEST, bins)
-        self._start("kube-controller-manager", comp.controller_manager_argv(layout, bins), timeout=60)
-        self._start("kube-scheduler", comp.scheduler_argv(layout, bins), timeout=60)
         layout.containerd_state.mkdir(parents=True, exist_ok=True)
-        self._start("containerd", comp.containerd_argv(layout), timeout=30)
-        import_image(pause, str(layout.containerd_socket))
-        self._start("kubelet", comp.kubelet_argv(layout, bins), timeout=60)
-        self._start("kube-proxy", comp.kube_proxy_argv(layout, bins), timeout=30)
-        self._start("coredns", comp.coredns_argv(layout, bins), timeout=30)
+        for name in ORDER:
+            self._start(name, self._argv(name, bins), timeout=STARTUP_TIMEOUTS[name])
+            if name == "kube-apiserver":
+                self._apply(comp.BOOTSTRAP_MANIFEST, bins)
+            if name == "containerd":
+                import_image(pause, str(layout.containerd_socket))
         self._wait_node_ready(timeout=60)
         self.progress(f"embedded cluster ready; admin kubeconfig: {self.kubeconfig}")
+
+    def _argv(self, name: str, bins: BuiltBinaries) -> list[str]:
+        layout = self.layout
+        builders: dict[str, Callable[[], list[str]]] = {
+            "etcd": lambda: comp.etcd_argv(layout, bins),
+            "kube-apiserver": lambda: comp.apiserver_argv(layout, bins),
+            "kube-controller-manager": lambda: comp.controller_manager_argv(layout, bins),
+            "kube-scheduler": lambda: comp.scheduler_argv(layout, bins),
+            "containerd": lambda: comp.containerd_argv(layout),
+            "kubelet": lambda: comp.kubelet_argv(layout, bins),
+            "kube-proxy": lambda: comp.kube_proxy_argv(layout, bins),
+            "coredns": lambda: comp.coredns_argv(layout, bins),
+        }
+        return builders[name]()
 
     def _start(self, name: str, argv: list[str], timeout: float) -> None:
         self.progress(f"starting {name}")
@@ -293,7 +325,9 @@ class EmbeddedCluster:
         for name in ("kube-apiserver", "etcd"):
             if name in records:
                 step(f"stop {name}", functools.partial(processes.stop, records[name], self.layout.pids))
-        for path in netns_paths:
+        # Sandboxes found through containerd, plus any whose veth still hangs on our bridge (containerd dead).
+        netns_paths += [f"/var/run/netns/{name}" for name in network.bridge_netns_names()]
+        for path in sorted(set(netns_paths)):
             step(f"remove network namespace {path}", functools.partial(self._remove_netns, path))
         step("unmount", self._unmount_ours)
         step("remove kube-proxy rules", self._cleanup_kube_proxy_rules)
@@ -303,6 +337,7 @@ class EmbeddedCluster:
         step("restore sysctls", lambda: network.restore_sysctls(self.layout.host_settings))
         step("remove pod cgroups", _remove_kubepods_cgroups)
         step("clear pod IP allocations", lambda: shutil.rmtree(self.layout.cni_ipam_dir, ignore_errors=True))
+        problems += [f"left behind: {item}" for item in self.leftovers()]
         if purge:
             step(
                 "wipe state",
@@ -310,6 +345,17 @@ class EmbeddedCluster:
             )
             step("wipe runtime state", lambda: shutil.rmtree(self.layout.containerd_state, ignore_errors=True))
         return problems
+
+    def leftovers(self) -> list[str]:
+        """What of ours still exists on the host (empty after a clean ``down``)."""
+        found = [f"process {r.name} (pid {r.pid})" for r in self._records().values() if processes.is_alive(r)]
+        found += [f"containerd shim pid {pid}" for pid in self._our_shim_pids()]
+        found += [f"mount {m}" for m in self._our_mounts()]
+        if network.bridge_exists():
+            found.append(f"bridge {BRIDGE}")
+        if network.egress_firewall_installed():
+            found.append(f"iptables jump to {IPTABLES_EGRESS_CHAIN}")
+        return found
 
     def _ctr(self, *args: str) -> str:
         result = subprocess.run(
@@ -346,16 +392,23 @@ class EmbeddedCluster:
             with contextlib.suppress(ClusterError):
                 self._ctr("tasks", "delete", "-f", task_id)
 
-    def _kill_our_shims(self) -> None:
-        """Kill containerd shims started for *our* containerd (their command line names our socket)."""
+    def _our_shim_pids(self) -> list[int]:
+        """Containerd shims started for *our* containerd (their command line names our socket)."""
         marker = str(self.layout.containerd_socket).encode()
+        pids = []
         for proc in Path("/proc").iterdir():
             if not proc.name.isdigit():
                 continue
             with contextlib.suppress(OSError):
                 argv = (proc / "cmdline").read_bytes().split(b"\0")
                 if argv and argv[0].endswith(b"containerd-shim-runc-v2") and marker in argv:
-                    os.kill(int(proc.name), 9)
+                    pids.append(int(proc.name))
+        return pids
+
+    def _kill_our_shims(self) -> None:
+        for pid in self._our_shim_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
 
     @staticmethod
     def _remove_netns(path: str) -> None:

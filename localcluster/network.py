@@ -129,3 +129,12 @@ def remove_kubelet_rules() -> None:
         if f"-N {chain}" in listing:
             _run("iptables", "-w", "-t", table, "-F", chain, check=False)
             _run("iptables", "-w", "-t", table, "-X", chain, check=False)
+
+
+def bridge_netns_names() -> list[str]:
+    """Names of the network namespaces whose veth peers hang on our bridge (the pods' sandboxes)."""
+    if not bridge_exists():
+        return []
+    listing = _run("ip", "-o", "link", "show", "master", BRIDGE, check=False).stdout
+    names = {line.split("link-netns ")[1].split()[0] for line in listing.splitlines() if "link-netns " in line}
+    return sorted(names)

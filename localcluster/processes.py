@@ -29,6 +29,11 @@ class ProcessRecord:
     log: Path
 
 
+# Popen objects of the processes we started: kept referenced so that they are not garbage-collected
+# (with a "still running" ResourceWarning) while the cluster outlives the call that started it.
+_STARTED: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def _start_time(pid: int) -> int | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -41,7 +46,10 @@ def _start_time(pid: int) -> int | None:
 def is_alive(record: ProcessRecord) -> bool:
     if _start_time(record.pid) != record.start_time:
         return False
-    state = Path(f"/proc/{record.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    try:
+        state = Path(f"/proc/{record.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:  # exited between the two reads
+        return False
     return state != "Z"
 
 
@@ -64,6 +72,7 @@ def start(
             env=dict(env) if env is not None else None,
             close_fds=True,
         )
+    _STARTED[proc.pid] = proc
     started = _start_time(proc.pid)
     record = ProcessRecord(name, proc.pid, started if started is not None else -1, tuple(argv), log)
     (pid_dir / f"{name}.json").write_text(
@@ -104,6 +113,11 @@ def stop(record: ProcessRecord, pid_dir: Path, grace: float = 10.0) -> bool:
 
 def _reap(pid: int) -> None:
     # The CLI that started the process may still be its parent; collect it so it is not left a zombie.
+    proc = _STARTED.pop(pid, None)
+    if proc is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+        return
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
 
