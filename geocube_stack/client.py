@@ -20,8 +20,17 @@ from geocube_stack.protos import Stubs, ensure_stubs
 
 # Terminal job states (GEOCUBE.md): success, and the failures a consolidation can end in.
 DONE = "DONE"
-FAILED_STATES = frozenset({"FAILED", "CONSOLIDATIONFAILED", "INITIALISATIONFAILED", "ABORTED",
-                           "CANCELLATIONFAILED", "DELETIONFAILED", "ROLLBACKFAILED"})
+FAILED_STATES = frozenset(
+    {
+        "FAILED",
+        "CONSOLIDATIONFAILED",
+        "INITIALISATIONFAILED",
+        "ABORTED",
+        "CANCELLATIONFAILED",
+        "DELETIONFAILED",
+        "ROLLBACKFAILED",
+    }
+)
 # Geocube's name for mucog's default pattern (R=records, B=bands, Z=zoom levels, T=tiles).
 INTERLACING_PATTERN = "Z=0>T>R>B;Z=1:>R>T>B"
 
@@ -67,58 +76,97 @@ class GeocubeClient:
         response = self.geocube.Version(self.pb.version.GetVersionRequest(), timeout=self.timeout)
         return str(response.Version)
 
-    def consolidate(self, *, container_uri: str, raster: Raster, aoi_lonlat: tuple[float, float, float, float],
-                    suffix: str, cell_size: int = 256) -> str:
+    def consolidate(
+        self,
+        *,
+        container_uri: str,
+        raster: Raster,
+        aoi_lonlat: tuple[float, float, float, float],
+        suffix: str,
+        cell_size: int = 256,
+    ) -> str:
         """Run the scenario up to Consolidate (asynchronous); returns the job id."""
         pb, t = self.pb, self.timeout
         lon0, lat0, lon1, lat1 = aoi_lonlat
         ring = [(lon0, lat0), (lon1, lat0), (lon1, lat1), (lon0, lat1), (lon0, lat0)]
-        aoi = pb.records.AOI(polygons=[pb.records.Polygon(linearrings=[pb.records.LinearRing(
-            points=[pb.records.Coord(lon=x, lat=y) for x, y in ring])])])
+        aoi = pb.records.AOI(
+            polygons=[
+                pb.records.Polygon(
+                    linearrings=[pb.records.LinearRing(points=[pb.records.Coord(lon=x, lat=y) for x, y in ring])]
+                )
+            ]
+        )
         aoi_id = self.geocube.CreateAOI(pb.records.CreateAOIRequest(aoi=aoi), timeout=t).id
         record = pb.records.NewRecord(name=f"record-{suffix}", aoi_id=aoi_id, tags={"source": "geocube-stack"})
         record.time.FromSeconds(1_700_000_000)
         record_id = self.geocube.CreateRecords(pb.records.CreateRecordsRequest(records=[record]), timeout=t).ids[0]
-        dformat = pb.dataformat.DataFormat(dtype=pb.dataformat.DataFormat.UInt8, no_data=0, min_value=0,
-                                           max_value=255)
-        variable = pb.variables.Variable(name=f"variable-{suffix}", unit="dn", dformat=dformat,
-                                         resampling_alg=pb.variables.NEAR)
-        variable_id = self.geocube.CreateVariable(pb.variables.CreateVariableRequest(variable=variable),
-                                                  timeout=t).id
-        instance_id = self.geocube.InstantiateVariable(pb.variables.InstantiateVariableRequest(
-            variable_id=variable_id, instance_name=f"instance-{suffix}"), timeout=t).instance.id
-        params = pb.operations.ConsolidationParams(dformat=dformat, exponent=1, resampling_alg=pb.variables.NEAR,
-                                                   compression=pb.operations.ConsolidationParams.NO)
-        self.geocube.ConfigConsolidation(pb.operations.ConfigConsolidationRequest(
-            variable_id=variable_id, consolidation_params=params), timeout=t)
-        dataset = pb.operations.Dataset(record_id=record_id, instance_id=instance_id, bands=[1], dformat=dformat,
-                                        real_min_value=0, real_max_value=255, exponent=1)
+        dformat = pb.dataformat.DataFormat(dtype=pb.dataformat.DataFormat.UInt8, no_data=0, min_value=0, max_value=255)
+        variable = pb.variables.Variable(
+            name=f"variable-{suffix}", unit="dn", dformat=dformat, resampling_alg=pb.variables.NEAR
+        )
+        variable_id = self.geocube.CreateVariable(pb.variables.CreateVariableRequest(variable=variable), timeout=t).id
+        instance_id = self.geocube.InstantiateVariable(
+            pb.variables.InstantiateVariableRequest(variable_id=variable_id, instance_name=f"instance-{suffix}"),
+            timeout=t,
+        ).instance.id
+        params = pb.operations.ConsolidationParams(
+            dformat=dformat,
+            exponent=1,
+            resampling_alg=pb.variables.NEAR,
+            compression=pb.operations.ConsolidationParams.NO,
+        )
+        self.geocube.ConfigConsolidation(
+            pb.operations.ConfigConsolidationRequest(variable_id=variable_id, consolidation_params=params), timeout=t
+        )
+        dataset = pb.operations.Dataset(
+            record_id=record_id,
+            instance_id=instance_id,
+            bands=[1],
+            dformat=dformat,
+            real_min_value=0,
+            real_max_value=255,
+            exponent=1,
+        )
         container = pb.operations.Container(uri=container_uri, managed=False, datasets=[dataset])
         self.geocube.IndexDatasets(pb.operations.IndexDatasetsRequest(container=container), timeout=t)
         block = min(256, cell_size)
         layout = pb.layouts.Layout(
-            name=f"layout-{suffix}", grid_flags=[],
-            grid_parameters={"grid": "regular", "crs": f"epsg:{raster.epsg}", "resolution": str(raster.pixel_size),
-                             "cell_size": str(cell_size)},
-            block_x_size=block, block_y_size=block, max_records=1000, overviews_min_size=0,
-            interlacing_pattern=INTERLACING_PATTERN)
+            name=f"layout-{suffix}",
+            grid_flags=[],
+            grid_parameters={
+                "grid": "regular",
+                "crs": f"epsg:{raster.epsg}",
+                "resolution": str(raster.pixel_size),
+                "cell_size": str(cell_size),
+            },
+            block_x_size=block,
+            block_y_size=block,
+            max_records=1000,
+            overviews_min_size=0,
+            interlacing_pattern=INTERLACING_PATTERN,
+        )
         self.geocube.CreateLayout(pb.layouts.CreateLayoutRequest(layout=layout), timeout=t)
         request = pb.operations.ConsolidateRequest(
-            job_name=f"job-{suffix}", instance_id=instance_id, layout_name=f"layout-{suffix}",
+            job_name=f"job-{suffix}",
+            instance_id=instance_id,
+            layout_name=f"layout-{suffix}",
             execution_level=pb.operations.ExecutionAsynchronous,
-            records=pb.records.RecordIdList(ids=[record_id]))
+            records=pb.records.RecordIdList(ids=[record_id]),
+        )
         return str(self.geocube.Consolidate(request, timeout=t).job_id)
 
-    def wait_job(self, job_id: str, *, timeout: float = 300, interval: float = 1.0,
-                 on_poll: Callable[[str], None] | None = None) -> JobResult:
+    def wait_job(
+        self, job_id: str, *, timeout: float = 300, interval: float = 1.0, on_poll: Callable[[str], None] | None = None
+    ) -> JobResult:
         """Poll GetJob until DONE; raises StackError on a failure state or timeout (with the job's logs)."""
         started = time.monotonic()
         seen: list[str] = []
         last: Any = None
         while time.monotonic() - started < timeout:
             try:
-                last = self.geocube.GetJob(self.pb.operations.GetJobRequest(id=job_id, log_limit=50),
-                                           timeout=self.timeout).job
+                last = self.geocube.GetJob(
+                    self.pb.operations.GetJobRequest(id=job_id, log_limit=50), timeout=self.timeout
+                ).job
             except grpc.RpcError as exc:  # no observation this round
                 if on_poll:
                     on_poll(f"GetJob failed: {exc.code()}")
@@ -131,12 +179,14 @@ class GeocubeClient:
             if last.state == DONE:
                 return JobResult(job_id, last.state, tuple(seen), tuple(last.logs), time.monotonic() - started)
             if last.state in FAILED_STATES:
-                raise StackError(f"job {job_id} ended in {last.state} (states seen: {seen}); logs:\n  "
-                                 + "\n  ".join(last.logs))
+                raise StackError(
+                    f"job {job_id} ended in {last.state} (states seen: {seen}); logs:\n  " + "\n  ".join(last.logs)
+                )
             time.sleep(interval)
         logs = "\n  ".join(last.logs) if last is not None else "(GetJob never answered)"
-        raise StackError(f"job {job_id} did not reach DONE within {timeout:.0f} s; states seen: {seen}; "
-                         f"logs:\n  {logs}")
+        raise StackError(
+            f"job {job_id} did not reach DONE within {timeout:.0f} s; states seen: {seen}; logs:\n  {logs}"
+        )
 
 
 class _Modules:

@@ -27,8 +27,16 @@ from geocube_stack.render import KIND_ORDER, render_profile
 FIELD_MANAGER = "geocube-stack"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "geocube-acceptance", "geocube-acceptance/owner": "geocube-stack"}
 # Waiting reasons that never resolve by themselves.
-FATAL_WAITING = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
-                           "CreateContainerError", "ErrImageNeverPull"})
+FATAL_WAITING = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "ErrImageNeverPull",
+    }
+)
 Progress = Callable[[str], None]
 
 
@@ -67,16 +75,27 @@ def new_namespace_name(base: str = "geocube-stack") -> str:
 
 
 def create_namespace(cluster: Kubectl, name: str, labels: Mapping[str, str] | None = None) -> None:
-    body = {"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": name, "labels": {**MANAGED_BY, **(labels or {})}}}
-    cluster.kubectl("apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", "-",
-                    input_text=json.dumps(body))
+    body = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {**MANAGED_BY, **(labels or {})}},
+    }
+    cluster.kubectl(
+        "apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", "-", input_text=json.dumps(body)
+    )
 
 
 def delete_namespace(cluster: Kubectl, name: str, *, wait: bool = True, timeout: float = 180) -> None:
     """Delete ``name`` (NotFound is success); with ``wait``, until it is gone."""
-    cluster.kubectl("delete", "namespace", name, "--ignore-not-found", f"--wait={'true' if wait else 'false'}",
-                    f"--timeout={int(timeout)}s", timeout=timeout + 30)
+    cluster.kubectl(
+        "delete",
+        "namespace",
+        name,
+        "--ignore-not-found",
+        f"--wait={'true' if wait else 'false'}",
+        f"--timeout={int(timeout)}s",
+        timeout=timeout + 30,
+    )
 
 
 def deploy(cluster: Kubectl, namespace: str, messaging: str, storage: str, params: Mapping[str, str]) -> Deployment:
@@ -86,8 +105,9 @@ def deploy(cluster: Kubectl, namespace: str, messaging: str, storage: str, param
     deployment.applied_at = time.monotonic()
     documents = "\n---\n".join(json.dumps(o) for o in rendered.objects)
     try:
-        deployment.kubectl("apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", "-",
-                           input_text=documents, timeout=120)
+        deployment.kubectl(
+            "apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", "-", input_text=documents, timeout=120
+        )
     except Exception as exc:
         raise DeployError(f"applying the {messaging}/{storage} stack into namespace {namespace} failed: {exc}") from exc
     return deployment
@@ -189,15 +209,23 @@ def diagnostics(deployment: Deployment, *, log_lines: int = 40) -> str:
         for container in pod.get("status", {}).get("containerStatuses") or []:
             add(f"log {name}/{container['name']}", "logs", name, "-c", container["name"], f"--tail={log_lines}")
             if container.get("restartCount", 0):
-                add(f"previous log {name}/{container['name']}", "logs", name, "-c", container["name"],
-                    "--previous", f"--tail={log_lines}")
+                add(
+                    f"previous log {name}/{container['name']}",
+                    "logs",
+                    name,
+                    "-c",
+                    container["name"],
+                    "--previous",
+                    f"--tail={log_lines}",
+                )
     return "\n".join(parts)
 
 
 def pod_logs(deployment: Deployment, selector: str, *, tail: int = 200) -> str:
     """Logs of every pod matching ``selector`` (all containers, prefixed with the pod name)."""
-    return deployment.kubectl("logs", "-l", selector, "--all-containers", "--prefix", f"--tail={tail}",
-                              "--max-log-requests=50", timeout=60)
+    return deployment.kubectl(
+        "logs", "-l", selector, "--all-containers", "--prefix", f"--tail={tail}", "--max-log-requests=50", timeout=60
+    )
 
 
 @contextlib.contextmanager
@@ -206,8 +234,16 @@ def port_forward(deployment: Deployment, target: str, remote_port: int, *, timeo
     from localcluster.gobuild import ensure_binaries
 
     kubectl = str(ensure_binaries().path("kubectl"))
-    argv = [kubectl, f"--kubeconfig={deployment.cluster.kubeconfig}", "-n", deployment.namespace,
-            "port-forward", "--address=127.0.0.1", target, f":{remote_port}"]
+    argv = [
+        kubectl,
+        f"--kubeconfig={deployment.cluster.kubeconfig}",
+        "-n",
+        deployment.namespace,
+        "port-forward",
+        "--address=127.0.0.1",
+        target,
+        f":{remote_port}",
+    ]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + timeout
@@ -222,8 +258,10 @@ def port_forward(deployment: Deployment, target: str, remote_port: int, *, timeo
             if process.poll() is not None:
                 break
         stderr = process.stderr.read() if process.stderr and process.poll() is not None else ""
-        raise DeployError(f"`kubectl port-forward {target} :{remote_port}` in {deployment.namespace} did not "
-                          f"start within {timeout:.0f} s; last output: {line.strip()!r} {stderr.strip()}")
+        raise DeployError(
+            f"`kubectl port-forward {target} :{remote_port}` in {deployment.namespace} did not "
+            f"start within {timeout:.0f} s; last output: {line.strip()!r} {stderr.strip()}"
+        )
     finally:
         process.terminate()
         try:
@@ -238,5 +276,16 @@ def render_yaml(messaging: str, storage: str, params: Mapping[str, str]) -> str:
     return "---\n".join(yaml.safe_dump(o, sort_keys=False) for o in render_profile(messaging, storage, params).objects)
 
 
-__all__ = ["KIND_ORDER", "Deployment", "create_namespace", "delete_namespace", "deploy", "diagnostics",
-           "new_namespace_name", "pod_logs", "port_forward", "render_yaml", "wait_ready"]
+__all__ = [
+    "KIND_ORDER",
+    "Deployment",
+    "create_namespace",
+    "delete_namespace",
+    "deploy",
+    "diagnostics",
+    "new_namespace_name",
+    "pod_logs",
+    "port_forward",
+    "render_yaml",
+    "wait_ready",
+]

@@ -12,9 +12,18 @@ import struct
 from dataclasses import dataclass
 
 _TYPES = {1: ("B", 1), 2: ("s", 1), 3: ("H", 2), 4: ("I", 4), 12: ("d", 8), 16: ("Q", 8)}
-TAG_NAMES = {256: "ImageWidth", 257: "ImageLength", 258: "BitsPerSample", 259: "Compression", 322: "TileWidth",
-             323: "TileLength", 277: "SamplesPerPixel", 33550: "ModelPixelScale", 33922: "ModelTiepoint",
-             34735: "GeoKeyDirectory"}
+TAG_NAMES = {
+    256: "ImageWidth",
+    257: "ImageLength",
+    258: "BitsPerSample",
+    259: "Compression",
+    322: "TileWidth",
+    323: "TileLength",
+    277: "SamplesPerPixel",
+    33550: "ModelPixelScale",
+    33922: "ModelTiepoint",
+    34735: "GeoKeyDirectory",
+}
 
 
 @dataclass(frozen=True)
@@ -31,25 +40,52 @@ class Raster:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(min x, min y, max x, max y) in the raster's CRS."""
-        return (self.origin_x, self.origin_y - self.height * self.pixel_size,
-                self.origin_x + self.width * self.pixel_size, self.origin_y)
+        return (
+            self.origin_x,
+            self.origin_y - self.height * self.pixel_size,
+            self.origin_x + self.width * self.pixel_size,
+            self.origin_y,
+        )
 
 
 def write_geotiff(raster: Raster, pixels: bytes | None = None) -> bytes:
     """A little-endian GeoTIFF of ``raster`` (uint8, one band); default pixels are a gradient in 1..255."""
     count = raster.width * raster.height
-    data = pixels if pixels is not None else bytes(1 + (i % raster.width + i // raster.width) % 255
-                                                   for i in range(count))
+    data = (
+        pixels if pixels is not None else bytes(1 + (i % raster.width + i // raster.width) % 255 for i in range(count))
+    )
     if len(data) != count:
         raise ValueError(f"pixels must hold width*height = {count} bytes. Current input: {len(data)} bytes")
-    geokeys = [1, 1, 0, 3,
-               1024, 0, 1, 1,            # GTModelTypeGeoKey = ModelTypeProjected
-               1025, 0, 1, 1,            # GTRasterTypeGeoKey = RasterPixelIsArea
-               3072, 0, 1, raster.epsg]  # ProjectedCSTypeGeoKey
+    geokeys = [
+        1,
+        1,
+        0,
+        3,
+        1024,
+        0,
+        1,
+        1,  # GTModelTypeGeoKey = ModelTypeProjected
+        1025,
+        0,
+        1,
+        1,  # GTRasterTypeGeoKey = RasterPixelIsArea
+        3072,
+        0,
+        1,
+        raster.epsg,
+    ]  # ProjectedCSTypeGeoKey
     entries: list[tuple[int, int, list[float] | list[int] | bytes]] = [
-        (256, 4, [raster.width]), (257, 4, [raster.height]), (258, 3, [8]), (259, 3, [1]), (262, 3, [1]),
+        (256, 4, [raster.width]),
+        (257, 4, [raster.height]),
+        (258, 3, [8]),
+        (259, 3, [1]),
+        (262, 3, [1]),
         (273, 4, [0]),  # strip offset, patched below
-        (277, 3, [1]), (278, 4, [raster.height]), (279, 4, [count]), (284, 3, [1]), (339, 3, [1]),
+        (277, 3, [1]),
+        (278, 4, [raster.height]),
+        (279, 4, [count]),
+        (284, 3, [1]),
+        (339, 3, [1]),
         (33550, 12, [raster.pixel_size, raster.pixel_size, 0.0]),
         (33922, 12, [0.0, 0.0, 0.0, raster.origin_x, raster.origin_y, 0.0]),
         (34735, 3, geokeys),
@@ -110,7 +146,7 @@ def tiff_summary(data: bytes) -> dict[str, list[float] | list[int] | str]:
         if n * size > inline:
             (value_pos,) = struct.unpack_from(end + ("I" if inline == 4 else "Q"), data, value_pos)
         if kind == 2:
-            found[TAG_NAMES[tag]] = data[value_pos:value_pos + n].rstrip(b"\0").decode(errors="replace")
+            found[TAG_NAMES[tag]] = data[value_pos : value_pos + n].rstrip(b"\0").decode(errors="replace")
         else:
             found[TAG_NAMES[tag]] = list(struct.unpack_from(f"{end}{n}{fmt}", data, value_pos))
     return found

@@ -77,24 +77,29 @@ class StackBinaries:
         return (self.server, self.consolidater, self.autoscaler, self.fake_gcs_server)
 
 
-def build_stack_binaries(*, log_dir: Path | None = None) -> StackBinaries:
-    """Build (or reuse) every binary; the cgo pair first since it is by far the slowest."""
-    server, consolidater = build_geocube(("server", "consolidater"), cgo=True, log_dir=log_dir)
-    (autoscaler,) = build_geocube(("autoscaler",), cgo=False, log_dir=log_dir)
-    return StackBinaries(server, consolidater, autoscaler, build_fake_gcs_server(log_dir=log_dir))
+def build_stack_binaries(*, cache: Path | None = None, log_dir: Path | None = None) -> StackBinaries:
+    """Build (or reuse) every binary; the cgo pair first since it is by far the slowest.
+
+    ``cache`` replaces ``cache_dir()`` as the root of the binaries (the benchmark's cold builds).
+    """
+    server, consolidater = build_geocube(("server", "consolidater"), cgo=True, cache=cache, log_dir=log_dir)
+    (autoscaler,) = build_geocube(("autoscaler",), cgo=False, cache=cache, log_dir=log_dir)
+    return StackBinaries(server, consolidater, autoscaler, build_fake_gcs_server(cache=cache, log_dir=log_dir))
 
 
-def build_geocube(commands: Sequence[str], *, cgo: bool, log_dir: Path | None = None) -> tuple[GoBinary, ...]:
+def build_geocube(
+    commands: Sequence[str], *, cgo: bool, cache: Path | None = None, log_dir: Path | None = None
+) -> tuple[GoBinary, ...]:
     """``go install github.com/airbusgeo/geocube/cmd/<c>@v1.0.3`` for each of ``commands`` in one go run."""
     module = download_module(GEOCUBE_MODULE, GEOCUBE_VERSION)
-    root = cache_dir() / "geocube" / GEOCUBE_VERSION
+    root = (cache or cache_dir()) / "geocube" / GEOCUBE_VERSION
     return _install(module, [f"{GEOCUBE_MODULE}/cmd/{c}" for c in commands], root, cgo=cgo, log_dir=log_dir)
 
 
-def build_fake_gcs_server(*, log_dir: Path | None = None) -> GoBinary:
+def build_fake_gcs_server(*, cache: Path | None = None, log_dir: Path | None = None) -> GoBinary:
     """``go install github.com/fsouza/fake-gcs-server@v1.56.1`` (static)."""
     module = download_module(FAKE_GCS_MODULE, FAKE_GCS_VERSION)
-    root = cache_dir() / "fake-gcs-server" / FAKE_GCS_VERSION
+    root = (cache or cache_dir()) / "fake-gcs-server" / FAKE_GCS_VERSION
     (binary,) = _install(module, [FAKE_GCS_MODULE], root, cgo=False, log_dir=log_dir)
     return binary
 
@@ -119,8 +124,9 @@ def gdal_version() -> str:
     return result.stdout.strip()
 
 
-def _install(module: DownloadedModule, packages: Sequence[str], root: Path, *, cgo: bool,
-             log_dir: Path | None) -> tuple[GoBinary, ...]:
+def _install(
+    module: DownloadedModule, packages: Sequence[str], root: Path, *, cgo: bool, log_dir: Path | None
+) -> tuple[GoBinary, ...]:
     bin_dir = root / toolchain_key(cgo) / "bin"
     names = [p.rsplit("/", 1)[-1] for p in packages]
     record_path = bin_dir.parent / f"build-{'-'.join(names)}.json"
@@ -140,8 +146,10 @@ def _install(module: DownloadedModule, packages: Sequence[str], root: Path, *, c
         result = _run_go(["install", f"-ldflags={LDFLAGS}", *args], env, log)
         note = ""
         if result.returncode != 0 and _DEPRECATION_FAILURE in result.output:
-            note = (f"{module.path}: the module proxy refused to list versions, so the deprecation check "
-                    f"read {module.version}'s own go.mod (served from a local file:// proxy)")
+            note = (
+                f"{module.path}: the module proxy refused to list versions, so the deprecation check "
+                f"read {module.version}'s own go.mod (served from a local file:// proxy)"
+            )
             env["GOPROXY"] = f"file://{_list_overlay(module, root)},{env.get('GOPROXY') or _go_env('GOPROXY')}"
             result = _run_go(["install", f"-ldflags={LDFLAGS}", *args], env, log, append=True)
         seconds = time.monotonic() - started
@@ -150,14 +158,23 @@ def _install(module: DownloadedModule, packages: Sequence[str], root: Path, *, c
             raise GoBuildError(
                 f"`go install -ldflags='{LDFLAGS}' {' '.join(args)}` failed (exit {result.returncode}) after "
                 f"{seconds:.0f} s with CGO_ENABLED={int(cgo)}.\nlast lines of {log}:\n  {tail}\n"
-                + ("Hint: cgo needs libgdal-dev, pkg-config and a C compiler (apt-get install libgdal-dev "
-                   "build-essential)." if cgo else "Hint: check that the Go module proxy is reachable.")
+                + (
+                    "Hint: cgo needs libgdal-dev, pkg-config and a C compiler (apt-get install libgdal-dev "
+                    "build-essential)."
+                    if cgo
+                    else "Hint: check that the Go module proxy is reachable."
+                )
             )
         missing = [n for n in names if not (bin_dir / n).is_file()]
         if missing:
             raise GoBuildError(f"go install succeeded but {missing} are not in GOBIN={bin_dir}; see {log}")
-        record = {"seconds": round(seconds, 1), "note": note, "args": args, "cgo": cgo,
-                  "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        record = {
+            "seconds": round(seconds, 1),
+            "note": note,
+            "args": args,
+            "cgo": cgo,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         tmp = record_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=1))
         os.replace(tmp, record_path)
@@ -177,8 +194,9 @@ def _run_go(args: Sequence[str], env: Mapping[str, str], log: Path, append: bool
         out.flush()
         start = out.tell()
         # cwd=/ : outside any module, so a go.mod nearby cannot change what is built.
-        result = subprocess.run(cmd, cwd="/", env=dict(env), stdout=out, stderr=subprocess.STDOUT,
-                                timeout=7200, check=False)
+        result = subprocess.run(
+            cmd, cwd="/", env=dict(env), stdout=out, stderr=subprocess.STDOUT, timeout=7200, check=False
+        )
     with open(log, "rb") as written:
         written.seek(start)
         return _GoResult(result.returncode, written.read().decode(errors="replace"))
@@ -186,9 +204,16 @@ def _run_go(args: Sequence[str], env: Mapping[str, str], log: Path, append: bool
 
 def _build_env(bin_dir: Path, cgo: bool) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"GOBIN": str(bin_dir), "CGO_ENABLED": "1" if cgo else "0", "GO111MODULE": "on",
-                # Never let go.mod's toolchain line download another Go: the host's toolchain is part of the key.
-                "GOTOOLCHAIN": "local", "GOFLAGS": "-buildvcs=false"})
+    env.update(
+        {
+            "GOBIN": str(bin_dir),
+            "CGO_ENABLED": "1" if cgo else "0",
+            "GO111MODULE": "on",
+            # Never let go.mod's toolchain line download another Go: the host's toolchain is part of the key.
+            "GOTOOLCHAIN": "local",
+            "GOFLAGS": "-buildvcs=false",
+        }
+    )
     return env
 
 
@@ -222,12 +247,26 @@ def _load_record(record_path: Path, bin_dir: Path, names: Sequence[str]) -> dict
     return None
 
 
-def _binaries(module: DownloadedModule, names: Sequence[str], bin_dir: Path, cgo: bool, seconds: float,
-              record: Mapping[str, object]) -> tuple[GoBinary, ...]:
+def _binaries(
+    module: DownloadedModule,
+    names: Sequence[str],
+    bin_dir: Path,
+    cgo: bool,
+    seconds: float,
+    record: Mapping[str, object],
+) -> tuple[GoBinary, ...]:
     cold = record.get("seconds")
     return tuple(
-        GoBinary(n, bin_dir / n, module.path, module.version, cgo, seconds,
-                 float(cold) if isinstance(cold, int | float) else 0.0, str(record.get("note") or ""))
+        GoBinary(
+            n,
+            bin_dir / n,
+            module.path,
+            module.version,
+            cgo,
+            seconds,
+            float(cold) if isinstance(cold, int | float) else 0.0,
+            str(record.get("note") or ""),
+        )
         for n in names
     )
 

@@ -35,6 +35,11 @@ Progress = Callable[[str], None]
 
 # The same DebianBase value as the rest of the project's images: one base layer on disk and in containerd.
 BASE = DebianBase(suite="bookworm", variant="essential")
+# openjdk-17-jre-headless's postinst registers its man page with update-alternatives, which fails when
+# the slim base left /usr/share/man/man1 out ("error creating symbolic link
+# '/usr/share/man/man1/java.1.gz.dpkg-tmp'"). Until the image builder creates that directory in slim
+# roots, the emulator image alone uses a non-slim base (a second base layer).
+JRE_BASE = DebianBase(suite=BASE.suite, variant=BASE.variant, slim=False)
 REVISION = "r1"
 FILES = Path(__file__).resolve().parent / "files"
 PUBSUB_EMULATOR_HOME = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator")
@@ -106,13 +111,18 @@ def postgis_spec() -> ImageSpec:
         tag=f"{POSTGRES_MAJOR}-{POSTGIS_MAJOR}-{REVISION}",
         base=BASE,
         packages=(f"postgresql-{POSTGRES_MAJOR}", f"postgresql-{POSTGRES_MAJOR}-postgis-{POSTGIS_MAJOR}"),
-        files={"/usr/local/bin/docker-entrypoint.sh": FILES / "postgres-entrypoint.sh",
-               # Present (and empty) like in the official image, so a ConfigMap can be mounted over it.
-               "/docker-entrypoint-initdb.d/.keep": b""},
+        files={
+            "/usr/local/bin/docker-entrypoint.sh": FILES / "postgres-entrypoint.sh",
+            # Present (and empty) like in the official image, so a ConfigMap can be mounted over it.
+            "/docker-entrypoint-initdb.d/.keep": b"",
+        },
         entrypoint=("/usr/local/bin/docker-entrypoint.sh",),
         cmd=("postgres",),
-        env={"PATH": f"{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-             "PGDATA": "/var/lib/postgresql/data", "LANG": "C.UTF-8"},
+        env={
+            "PATH": f"{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "PGDATA": "/var/lib/postgresql/data",
+            "LANG": "C.UTF-8",
+        },
         exposed_ports=("5432/tcp",),
         labels={_VERSION_LABEL: f"postgresql-{POSTGRES_MAJOR}+postgis-{POSTGIS_MAJOR}", _SOURCE_LABEL: "geocube_stack"},
     )
@@ -124,7 +134,7 @@ def pubsub_emulator_spec(home: Path = PUBSUB_EMULATOR_HOME) -> ImageSpec:
     return ImageSpec(
         name="pubsub-emulator",
         tag=f"{version}-{REVISION}",
-        base=BASE,
+        base=JRE_BASE,
         packages=("openjdk-17-jre-headless",),
         files={"/opt/pubsub-emulator": home},
         entrypoint=("/opt/pubsub-emulator/bin/cloud-pubsub-emulator",),
@@ -140,19 +150,33 @@ def geocube_specs(binaries: StackBinaries) -> dict[str, ImageSpec]:
     tag = f"{GEOCUBE_VERSION}-{REVISION}"
     return {
         "server": ImageSpec(
-            name="geocube-server", tag=tag, base=BASE, packages=GEOCUBE_RUNTIME_PACKAGES,
-            files={"/server": binaries.server.path}, entrypoint=("/server",),
-            exposed_ports=("8080/tcp",), labels=labels,
+            name="geocube-server",
+            tag=tag,
+            base=BASE,
+            packages=GEOCUBE_RUNTIME_PACKAGES,
+            files={"/server": binaries.server.path},
+            entrypoint=("/server",),
+            exposed_ports=("8080/tcp",),
+            labels=labels,
         ),
         # No entrypoint, like upstream: the install guide runs it through a `/bin/sh -c` wrapper.
         "consolidater": ImageSpec(
-            name="geocube-consolidater", tag=tag, base=BASE, packages=GEOCUBE_RUNTIME_PACKAGES,
-            files={"/consolidater": binaries.consolidater.path}, cmd=("/consolidater",),
-            exposed_ports=("9000/tcp",), labels=labels,
+            name="geocube-consolidater",
+            tag=tag,
+            base=BASE,
+            packages=GEOCUBE_RUNTIME_PACKAGES,
+            files={"/consolidater": binaries.consolidater.path},
+            cmd=("/consolidater",),
+            exposed_ports=("9000/tcp",),
+            labels=labels,
         ),
         "autoscaler": ImageSpec(
-            name="geocube-autoscaler", tag=tag, base=BASE,
-            files={"/autoscaler": binaries.autoscaler.path}, entrypoint=("/autoscaler",), labels=labels,
+            name="geocube-autoscaler",
+            tag=tag,
+            base=BASE,
+            files={"/autoscaler": binaries.autoscaler.path},
+            entrypoint=("/autoscaler",),
+            labels=labels,
         ),
     }
 
@@ -160,9 +184,12 @@ def geocube_specs(binaries: StackBinaries) -> dict[str, ImageSpec]:
 def gcs_emulator_spec(binaries: StackBinaries) -> ImageSpec:
     """fake-gcs-server (static) on the shared base."""
     return ImageSpec(
-        name="fake-gcs-server", tag=f"{FAKE_GCS_VERSION}-{REVISION}", base=BASE,
+        name="fake-gcs-server",
+        tag=f"{FAKE_GCS_VERSION}-{REVISION}",
+        base=BASE,
         files={"/usr/local/bin/fake-gcs-server": binaries.fake_gcs_server.path},
-        entrypoint=("/usr/local/bin/fake-gcs-server",), exposed_ports=("4443/tcp",),
+        entrypoint=("/usr/local/bin/fake-gcs-server",),
+        exposed_ports=("4443/tcp",),
         labels={_VERSION_LABEL: FAKE_GCS_VERSION, _SOURCE_LABEL: "github.com/fsouza/fake-gcs-server"},
     )
 
@@ -170,8 +197,12 @@ def gcs_emulator_spec(binaries: StackBinaries) -> ImageSpec:
 def toolbox_spec() -> ImageSpec:
     """curl on the shared base, for the stack's init Jobs (Pub/Sub topics, GCS bucket)."""
     return ImageSpec(
-        name="geocube-toolbox", tag=f"{BASE.suite}-{REVISION}", base=BASE, packages=("curl",),
-        cmd=("/bin/sh",), labels={_SOURCE_LABEL: "geocube_stack"},
+        name="geocube-toolbox",
+        tag=f"{BASE.suite}-{REVISION}",
+        base=BASE,
+        packages=("curl",),
+        cmd=("/bin/sh",),
+        labels={_SOURCE_LABEL: "geocube_stack"},
     )
 
 
@@ -186,13 +217,24 @@ def stack_specs(binaries: StackBinaries) -> dict[str, ImageSpec]:
     }
 
 
-def build_stack_images(keys: Iterable[str] | None = None, progress: Progress | None = None) -> StackImages:
-    """Build (or reuse) the Go binaries, then the images; returns refs, archives and timings."""
+def build_stack_images(
+    keys: Iterable[str] | None = None,
+    progress: Progress | None = None,
+    *,
+    cache: Path | None = None,
+    binaries: StackBinaries | None = None,
+) -> StackImages:
+    """Build (or reuse) the Go binaries, then the images; returns refs, archives and timings.
+
+    ``cache`` replaces ``cache_dir()`` for the image layers and archives (not the Go binaries unless
+    ``binaries`` is None, in which case they are built there too).
+    """
     say = progress or (lambda message: None)
     timings: dict[str, float] = {}
     started = time.monotonic()
-    say("building or reusing the Go binaries (a cold cgo build of the Geocube server takes tens of minutes)")
-    binaries = build_stack_binaries()
+    if binaries is None:
+        say("building or reusing the Go binaries (a cold cgo build of the Geocube server takes minutes)")
+        binaries = build_stack_binaries(cache=cache)
     timings["go"] = time.monotonic() - started
     specs = stack_specs(binaries)
     wanted = list(keys) if keys is not None else list(specs)
@@ -203,7 +245,7 @@ def build_stack_images(keys: Iterable[str] | None = None, progress: Progress | N
     for key in wanted:
         say(f"building or reusing image {specs[key].ref}")
         t0 = time.monotonic()
-        image = build_image(specs[key])
+        image = build_image(specs[key], cache=cache)
         built[key] = StackImage(key, image, time.monotonic() - t0)
         timings[f"image:{key}"] = built[key].seconds
     return StackImages(built, binaries, timings)

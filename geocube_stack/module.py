@@ -58,8 +58,10 @@ def go_executable() -> str:
         return found
     if os.access("/usr/local/go/bin/go", os.X_OK):
         return "/usr/local/go/bin/go"
-    raise ModuleError("the Go toolchain (go >= 1.22) is not on PATH nor in /usr/local/go/bin: install it from "
-                      "https://go.dev/dl or `apt-get install golang-go`")
+    raise ModuleError(
+        "the Go toolchain (go >= 1.22) is not on PATH nor in /usr/local/go/bin: install it from "
+        "https://go.dev/dl or `apt-get install golang-go`"
+    )
 
 
 @functools.cache
@@ -67,8 +69,15 @@ def download_module(path: str = GEOCUBE_MODULE, version: str = GEOCUBE_VERSION) 
     """Download ``path@version`` into the Go module cache (a no-op when present) and describe it."""
     cmd = [go_executable(), "mod", "download", "-json", f"{path}@{version}"]
     # Outside any module: a go.mod in the working directory must not change what is resolved.
-    result = subprocess.run(cmd, capture_output=True, text=True, cwd="/", timeout=600, check=False,
-                            env={**os.environ, "GO111MODULE": "on", "GOFLAGS": ""})
+    result = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        cwd="/",
+        timeout=600,
+        check=False,
+        env={**os.environ, "GO111MODULE": "on", "GOFLAGS": ""},
+    )
     try:
         doc = json.loads(result.stdout)
     except ValueError:

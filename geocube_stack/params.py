@@ -38,38 +38,75 @@ class Parameter:
 
 PARAMETERS: tuple[Parameter, ...] = (
     Parameter("IMAGE_PULL_POLICY", "base", "imagePullPolicy of every container", "IfNotPresent"),
-    Parameter("POSTGIS_IMAGE", "base", "PostgreSQL with PostGIS 3 and the official postgres entrypoint contract",
-              "localhost/geocube-acceptance/postgis:15-3-r1"),
-    Parameter("GEOCUBE_SERVER_IMAGE", "base", "Geocube API server image (/server)",
-              "localhost/geocube-acceptance/geocube-server:v1.0.3-r1"),
-    Parameter("CONSOLIDATER_IMAGE", "base", "Geocube consolidater image (/consolidater, sh, uuidgen)",
-              "localhost/geocube-acceptance/geocube-consolidater:v1.0.3-r1"),
-    Parameter("AUTOSCALER_IMAGE", "base", "Geocube autoscaler image (/autoscaler)",
-              "localhost/geocube-acceptance/geocube-autoscaler:v1.0.3-r1"),
-    Parameter("POSTGRES_USER", "base", "database superuser that owns the catalog (runs the init scripts)",
-              "postgres"),
+    Parameter(
+        "POSTGIS_IMAGE",
+        "base",
+        "PostgreSQL with PostGIS 3 and the official postgres entrypoint contract",
+        "localhost/geocube-acceptance/postgis:15-3-r1",
+    ),
+    Parameter(
+        "GEOCUBE_SERVER_IMAGE",
+        "base",
+        "Geocube API server image (/server)",
+        "localhost/geocube-acceptance/geocube-server:v1.0.3-r1",
+    ),
+    Parameter(
+        "CONSOLIDATER_IMAGE",
+        "base",
+        "Geocube consolidater image (/consolidater, sh, uuidgen)",
+        "localhost/geocube-acceptance/geocube-consolidater:v1.0.3-r1",
+    ),
+    Parameter(
+        "AUTOSCALER_IMAGE",
+        "base",
+        "Geocube autoscaler image (/autoscaler)",
+        "localhost/geocube-acceptance/geocube-autoscaler:v1.0.3-r1",
+    ),
+    Parameter("POSTGRES_USER", "base", "database superuser that owns the catalog (runs the init scripts)", "postgres"),
     Parameter("POSTGRES_PASSWORD", "base", "password of POSTGRES_USER", "(random)"),
-    Parameter("DB_USER", "base", "least-privilege role Geocube connects with (created at init; no DDL)",
-              "apiserver"),
-    Parameter("DB_PASSWORD", "base", "password of DB_USER; URL-safe (it is part of the pgqueue connection URL)",
-              "(random hex)"),
+    Parameter("DB_USER", "base", "least-privilege role Geocube connects with (created at init; no DDL)", "apiserver"),
+    Parameter(
+        "DB_PASSWORD",
+        "base",
+        "password of DB_USER; URL-safe (it is part of the pgqueue connection URL)",
+        "(random hex)",
+    ),
     Parameter("DB_HOST", "base", "host[:port] of the database as Geocube sees it", "postgresql"),
     Parameter("DB_SSLMODE", "base", "libpq sslmode for Geocube's connections (PGSSLMODE, pgqueue URL)", "disable"),
-    Parameter("DATABASE_VOLUME_SOURCE", "base",
-              "volume source of the data directory, as YAML flow-mapping entries", "emptyDir: {}"),
-    Parameter("GEOCUBE_CREATE_SQL", "base",
-              "content of Geocube's interface/database/pg/create.sql (read from the Go module cache)",
-              "(file content)"),
-    Parameter("INGESTION_STORAGE", "base", "-ingestionStorage: where consolidated COGs are written",
-              "/geocube-storage/ingestion"),
-    Parameter("CANCELLED_JOBS_STORAGE", "base", "-cancelledJobs: where cancelled tasks are flagged",
-              "/geocube-storage/cancelled"),
-    Parameter("STORAGE_VOLUME_SOURCE", "base",
-              f"volume mounted at {STORAGE_MOUNT} in the server and every consolidater, as YAML flow-mapping "
-              "entries; must be one shared volume with local storage",
-              "hostPath: {path: /var/lib/geocube-storage, type: DirectoryOrCreate}"),
-    Parameter("CONSOLIDATER_REPLICAS", "base",
-              "replicas of the consolidater RC (the autoscaler adds bare pods on top)", "0"),
+    Parameter(
+        "DATABASE_VOLUME_SOURCE",
+        "base",
+        "volume source of the data directory, as YAML flow-mapping entries",
+        "emptyDir: {}",
+    ),
+    Parameter(
+        "GEOCUBE_CREATE_SQL",
+        "base",
+        "content of Geocube's interface/database/pg/create.sql (read from the Go module cache)",
+        "(file content)",
+    ),
+    Parameter(
+        "INGESTION_STORAGE",
+        "base",
+        "-ingestionStorage: where consolidated COGs are written",
+        "/geocube-storage/ingestion",
+    ),
+    Parameter(
+        "CANCELLED_JOBS_STORAGE",
+        "base",
+        "-cancelledJobs: where cancelled tasks are flagged",
+        "/geocube-storage/cancelled",
+    ),
+    Parameter(
+        "STORAGE_VOLUME_SOURCE",
+        "base",
+        f"volume mounted at {STORAGE_MOUNT} in the server and every consolidater, as YAML flow-mapping "
+        "entries; must be one shared volume with local storage",
+        "hostPath: {path: /var/lib/geocube-storage, type: DirectoryOrCreate}",
+    ),
+    Parameter(
+        "CONSOLIDATER_REPLICAS", "base", "replicas of the consolidater RC (the autoscaler adds bare pods on top)", "0"
+    ),
     Parameter("AUTOSCALER_UPDATE", "base", "autoscaler -update period", "30s"),
     Parameter("AUTOSCALER_STEP", "base", "autoscaler -step (max pods added or removed per update)", "16"),
     Parameter("AUTOSCALER_MAX", "base", "autoscaler -max (consolidater pods)", "256"),
@@ -83,17 +120,29 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter("AUTOSCALER_CPU_REQUEST", "base", "CPU request of the autoscaler", "1m"),
     Parameter("AUTOSCALER_MEMORY_REQUEST", "base", "memory request of the autoscaler", "30Mi"),
     Parameter("PUBSUB_PROJECT", "pubsub", "Pub/Sub project of the topics and subscriptions", "geocube-acceptance"),
-    Parameter("PUBSUB_EMULATOR_IMAGE", "pubsub", "Pub/Sub emulator image (serves 0.0.0.0:8085)",
-              "localhost/geocube-acceptance/pubsub-emulator:0.8.20-r1"),
-    Parameter("TOOLBOX_IMAGE", "pubsub", "image with sh and curl for the init Jobs (also used by gs)",
-              "localhost/geocube-acceptance/geocube-toolbox:bookworm-r1"),
+    Parameter(
+        "PUBSUB_EMULATOR_IMAGE",
+        "pubsub",
+        "Pub/Sub emulator image (serves 0.0.0.0:8085)",
+        "localhost/geocube-acceptance/pubsub-emulator:0.8.20-r1",
+    ),
+    Parameter(
+        "TOOLBOX_IMAGE",
+        "pubsub",
+        "image with sh and curl for the init Jobs (also used by gs)",
+        "localhost/geocube-acceptance/geocube-toolbox:bookworm-r1",
+    ),
     Parameter("PUBSUB_EMULATOR_CPU_REQUEST", "pubsub", "CPU request of the Pub/Sub emulator", "100m"),
     Parameter("PUBSUB_EMULATOR_MEMORY_REQUEST", "pubsub", "memory request of the Pub/Sub emulator", "256Mi"),
-    Parameter("PGQUEUE_CREATE_TABLE_SQL", "pgqueue",
-              "content of Geocube's interface/messaging/pgqueue/create_table.sql (Go module cache)",
-              "(file content)"),
-    Parameter("GCS_EMULATOR_IMAGE", "gs", "fake-gcs-server image",
-              "localhost/geocube-acceptance/fake-gcs-server:v1.56.1-r1"),
+    Parameter(
+        "PGQUEUE_CREATE_TABLE_SQL",
+        "pgqueue",
+        "content of Geocube's interface/messaging/pgqueue/create_table.sql (Go module cache)",
+        "(file content)",
+    ),
+    Parameter(
+        "GCS_EMULATOR_IMAGE", "gs", "fake-gcs-server image", "localhost/geocube-acceptance/fake-gcs-server:v1.56.1-r1"
+    ),
     Parameter("GCS_BUCKET", "gs", "bucket created in the emulator for ingestion and cancelled jobs", "geocube"),
     Parameter("GCS_EMULATOR_CPU_REQUEST", "gs", "CPU request of the GCS emulator", "10m"),
     Parameter("GCS_EMULATOR_MEMORY_REQUEST", "gs", "memory request of the GCS emulator", "32Mi"),
@@ -104,22 +153,34 @@ PARAMETER_NAMES = frozenset(p.name for p in PARAMETERS)
 # the install guide's realistic values for real clusters.
 RESOURCE_PRESETS: Mapping[str, Mapping[str, str]] = {
     "embedded": {
-        "DATABASE_CPU_REQUEST": "50m", "DATABASE_MEMORY_REQUEST": "128Mi",
-        "APISERVER_CPU_REQUEST": "50m", "APISERVER_MEMORY_REQUEST": "64Mi",
-        "CONSOLIDATER_CPU_REQUEST": "10m", "CONSOLIDATER_MEMORY_REQUEST": "32Mi",
+        "DATABASE_CPU_REQUEST": "50m",
+        "DATABASE_MEMORY_REQUEST": "128Mi",
+        "APISERVER_CPU_REQUEST": "50m",
+        "APISERVER_MEMORY_REQUEST": "64Mi",
+        "CONSOLIDATER_CPU_REQUEST": "10m",
+        "CONSOLIDATER_MEMORY_REQUEST": "32Mi",
         "CONSOLIDATER_MEMORY_LIMIT": "1Gi",
-        "AUTOSCALER_CPU_REQUEST": "1m", "AUTOSCALER_MEMORY_REQUEST": "30Mi",
-        "PUBSUB_EMULATOR_CPU_REQUEST": "50m", "PUBSUB_EMULATOR_MEMORY_REQUEST": "128Mi",
-        "GCS_EMULATOR_CPU_REQUEST": "10m", "GCS_EMULATOR_MEMORY_REQUEST": "16Mi",
+        "AUTOSCALER_CPU_REQUEST": "1m",
+        "AUTOSCALER_MEMORY_REQUEST": "30Mi",
+        "PUBSUB_EMULATOR_CPU_REQUEST": "50m",
+        "PUBSUB_EMULATOR_MEMORY_REQUEST": "128Mi",
+        "GCS_EMULATOR_CPU_REQUEST": "10m",
+        "GCS_EMULATOR_MEMORY_REQUEST": "16Mi",
     },
     "guide": {
-        "DATABASE_CPU_REQUEST": "500m", "DATABASE_MEMORY_REQUEST": "1Gi",
-        "APISERVER_CPU_REQUEST": "500m", "APISERVER_MEMORY_REQUEST": "512Mi",
-        "CONSOLIDATER_CPU_REQUEST": "1900m", "CONSOLIDATER_MEMORY_REQUEST": "1500Mi",
+        "DATABASE_CPU_REQUEST": "500m",
+        "DATABASE_MEMORY_REQUEST": "1Gi",
+        "APISERVER_CPU_REQUEST": "500m",
+        "APISERVER_MEMORY_REQUEST": "512Mi",
+        "CONSOLIDATER_CPU_REQUEST": "1900m",
+        "CONSOLIDATER_MEMORY_REQUEST": "1500Mi",
         "CONSOLIDATER_MEMORY_LIMIT": "4Gi",
-        "AUTOSCALER_CPU_REQUEST": "1m", "AUTOSCALER_MEMORY_REQUEST": "30Mi",
-        "PUBSUB_EMULATOR_CPU_REQUEST": "100m", "PUBSUB_EMULATOR_MEMORY_REQUEST": "512Mi",
-        "GCS_EMULATOR_CPU_REQUEST": "100m", "GCS_EMULATOR_MEMORY_REQUEST": "128Mi",
+        "AUTOSCALER_CPU_REQUEST": "1m",
+        "AUTOSCALER_MEMORY_REQUEST": "30Mi",
+        "PUBSUB_EMULATOR_CPU_REQUEST": "100m",
+        "PUBSUB_EMULATOR_MEMORY_REQUEST": "512Mi",
+        "GCS_EMULATOR_CPU_REQUEST": "100m",
+        "GCS_EMULATOR_MEMORY_REQUEST": "128Mi",
     },
 }
 
@@ -220,8 +281,10 @@ def render_params(
     wanted = {p.name for p in parameters_for(messaging, storage)}
     missing = sorted(wanted - set(params))
     if missing:
-        raise StackError(f"no value for parameter(s) {missing} of profiles {messaging}/{storage}; "
-                         "pass the image references (StackImages.params()) or overrides")
+        raise StackError(
+            f"no value for parameter(s) {missing} of profiles {messaging}/{storage}; "
+            "pass the image references (StackImages.params()) or overrides"
+        )
     return {name: value for name, value in params.items() if name in wanted}
 
 

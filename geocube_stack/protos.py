@@ -84,9 +84,16 @@ def _generate(root: Path, protos: list[Path], target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
-        args = ["grpc_tools.protoc", f"-I{root}", f"-I{googleapis}", f"-I{include}",
-                f"--python_out={staging}", f"--pyi_out={staging}", f"--grpc_python_out={staging}",
-                *[f"{PACKAGE}/{p.name}" for p in protos]]
+        args = [
+            "grpc_tools.protoc",
+            f"-I{root}",
+            f"-I{googleapis}",
+            f"-I{include}",
+            f"--python_out={staging}",
+            f"--pyi_out={staging}",
+            f"--grpc_python_out={staging}",
+            *[f"{PACKAGE}/{p.name}" for p in protos],
+        ]
         code = protoc.main(args)
         if code != 0:
             raise StackError(f"grpc_tools.protoc failed (exit {code}) on {root}/{PACKAGE}; command: {' '.join(args)}")

@@ -21,8 +21,18 @@ from geocube_stack.params import template_dirs
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 # Apply order: identities and configuration, RBAC, services, then workloads (delete in reverse).
-KIND_ORDER = ("ServiceAccount", "Secret", "ConfigMap", "PersistentVolumeClaim", "Role", "RoleBinding", "Service",
-              "ReplicationController", "Deployment", "Job")
+KIND_ORDER = (
+    "ServiceAccount",
+    "Secret",
+    "ConfigMap",
+    "PersistentVolumeClaim",
+    "Role",
+    "RoleBinding",
+    "Service",
+    "ReplicationController",
+    "Deployment",
+    "Job",
+)
 
 
 @dataclass(frozen=True)

@@ -65,10 +65,16 @@ def deployed(request: pytest.FixtureRequest, stack_env: StackEnv) -> Iterator[De
     cluster = stack_env.cluster
     # Registered before anything is created: a half-created namespace is still removed.
     failures_before = request.session.testsfailed
-    request.addfinalizer(lambda: _teardown(cluster, namespace, storage_dir,
-                                           request.session.testsfailed > failures_before))
-    params = render_params(messaging, storage, images=stack_env.image_params,
-                           local_host_path=str(storage_dir) if storage_dir else None, overrides=SELFTEST_OVERRIDES)
+    request.addfinalizer(
+        lambda: _teardown(cluster, namespace, storage_dir, request.session.testsfailed > failures_before)
+    )
+    params = render_params(
+        messaging,
+        storage,
+        images=stack_env.image_params,
+        local_host_path=str(storage_dir) if storage_dir else None,
+        overrides=SELFTEST_OVERRIDES,
+    )
     deploy.create_namespace(cluster, namespace, {"geocube-acceptance/profile": f"{messaging}-{storage}"})
     deployment = deploy.deploy(cluster, namespace, messaging, storage, params)
     deploy.wait_ready(deployment, timeout=600, progress=lambda message: print(f"[{namespace}] {message}"))
@@ -82,8 +88,10 @@ def _teardown(cluster: EmbeddedCluster, namespace: str, storage_dir: Path | None
 
     if failed:
         try:
-            print(f"[{namespace}] diagnostics before deletion:\n"
-                  f"{deploy.diagnostics(deploy.Deployment(cluster, namespace, '?', '?', {}))}")
+            print(
+                f"[{namespace}] diagnostics before deletion:\n"
+                f"{deploy.diagnostics(deploy.Deployment(cluster, namespace, '?', '?', {}))}"
+            )
         except Exception as exc:  # diagnostics never hide the test's own failure
             print(f"[{namespace}] diagnostics failed: {exc}")
     try:

@@ -24,8 +24,10 @@ from geocube_stack.params import (
 )
 from geocube_stack.render import placeholders, render_profile, template_files
 
-pytestmark = pytest.mark.skipif(shutil.which("go") is None and not Path("/usr/local/go/bin/go").exists(),
-                                reason="needs the Go toolchain to read Geocube's SQL from the Go module cache")
+pytestmark = pytest.mark.skipif(
+    shutil.which("go") is None and not Path("/usr/local/go/bin/go").exists(),
+    reason="needs the Go toolchain to read Geocube's SQL from the Go module cache",
+)
 PAIRS = [(m, s) for m in MESSAGING_PROFILES for s in STORAGE_PROFILES]
 IMAGES = {name: f"localhost/geocube-acceptance/{name.lower()}:test" for name in IMAGE_PARAMS.values()}
 
@@ -39,12 +41,14 @@ def test_every_placeholder_is_documented_once() -> None:
     used = placeholders(p for p in MANIFESTS_DIR.rglob("*.yaml"))
     documented = {p.name for p in PARAMETERS}
     assert len(documented) == len(PARAMETERS), "a parameter is documented twice in PARAMETERS"
-    assert set(used) == documented, f"undocumented: {sorted(set(used) - documented)}; " \
-                                    f"unused: {sorted(documented - set(used))}"
+    assert set(used) == documented, (
+        f"undocumented: {sorted(set(used) - documented)}; unused: {sorted(documented - set(used))}"
+    )
     readme = (MANIFESTS_DIR / "README.md").read_text()
     table = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", readme, flags=re.MULTILINE))
-    assert table == documented, f"README table differs: missing {sorted(documented - table)}, " \
-                                f"extra {sorted(table - documented)}"
+    assert table == documented, (
+        f"README table differs: missing {sorted(documented - table)}, extra {sorted(table - documented)}"
+    )
 
 
 @pytest.mark.parametrize(("messaging", "storage"), PAIRS)
@@ -81,8 +85,10 @@ def test_workloads_get_their_profile(messaging: str, storage: str) -> None:
     assert bool(secret["pubsubProject"]) == (messaging == "pubsub")
     server = by_name[("Deployment", "apiserver")]["spec"]["template"]["spec"]["containers"][0]
     assert "-pgqConnection=$(PGQ_CONNECTION)" in server["args"]
-    assert f"-ingestionStorage={'/geocube-storage/ingestion' if storage == 'local' else 'gs://geocube/ingestion'}" \
+    assert (
+        f"-ingestionStorage={'/geocube-storage/ingestion' if storage == 'local' else 'gs://geocube/ingestion'}"
         in server["args"]
+    )
     autoscaler = by_name[("Deployment", "consolidater-autoscaler")]["spec"]["template"]["spec"]
     assert autoscaler["serviceAccountName"] == "autoscaler-service-account"
     assert "-queue=consolidations" in autoscaler["containers"][0]["args"]

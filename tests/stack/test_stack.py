@@ -37,8 +37,10 @@ AUTOSCALER_LABEL = "go-k8s-pod-rc=consolidater"
 @pytest.fixture
 def client(deployed: DeployedStack) -> Iterator[GeocubeClient]:
     """A gRPC client to the API server through a port-forward."""
-    with deploy.port_forward(deployed.deployment, "service/apiserver", 8080) as port, \
-            GeocubeClient(f"127.0.0.1:{port}") as geocube:
+    with (
+        deploy.port_forward(deployed.deployment, "service/apiserver", 8080) as port,
+        GeocubeClient(f"127.0.0.1:{port}") as geocube,
+    ):
         geocube.wait_ready(timeout=30)
         yield geocube
 
@@ -49,23 +51,29 @@ class TestReferenceStack:
         ready = deployed.deployment.ready_after
         assert ready, "wait_ready returned without any ready workload"
         print(f"ready after first apply: {json.dumps({k: round(v, 1) for k, v in sorted(ready.items())})}")
-        expected = {"Deployment/postgresql", "Deployment/apiserver", "Deployment/consolidater-autoscaler",
-                    "ReplicationController/consolidater"}
+        expected = {
+            "Deployment/postgresql",
+            "Deployment/apiserver",
+            "Deployment/consolidater-autoscaler",
+            "ReplicationController/consolidater",
+        }
         expected |= {"Deployment/pubsub-emulator", "Job/pubsub-init"} if deployed.messaging == "pubsub" else set()
         expected |= {"Deployment/gcs-emulator", "Job/gcs-init"} if deployed.storage == "gs" else set()
         assert expected <= set(ready), f"missing from the ready set: {sorted(expected - set(ready))}"
 
     def test_database_as_the_guide_requires(self, deployed: DeployedStack) -> None:
         d = deployed.deployment
-        psql = ["exec", "deploy/postgresql", "--", "psql", "-U", d.params["POSTGRES_USER"], "-d", "geocube",
-                "-tAc"]
+        psql = ["exec", "deploy/postgresql", "--", "psql", "-U", d.params["POSTGRES_USER"], "-d", "geocube", "-tAc"]
         assert d.kubectl(*psql, "SHOW max_connections").strip() == "1024"
         extensions = set(d.kubectl(*psql, "SELECT extname FROM pg_extension").split())
         assert {"hstore", "postgis", "btree_gist"} <= extensions
         role = d.params["DB_USER"]
-        rights = d.kubectl(*psql, f"SELECT has_schema_privilege('{role}', 'geocube', 'CREATE'),"
-                                  f" has_table_privilege('{role}', 'geocube.records', 'INSERT'),"
-                                  f" rolsuper FROM pg_roles WHERE rolname = '{role}'").strip()
+        rights = d.kubectl(
+            *psql,
+            f"SELECT has_schema_privilege('{role}', 'geocube', 'CREATE'),"
+            f" has_table_privilege('{role}', 'geocube.records', 'INSERT'),"
+            f" rolsuper FROM pg_roles WHERE rolname = '{role}'",
+        ).strip()
         assert rights == "f|t|f", f"role {role}: CREATE on schema | INSERT on records | superuser = {rights}"
         if deployed.messaging == "pgqueue":
             assert d.kubectl(*psql, f"SELECT has_table_privilege('{role}', 'pgq_jobs', 'DELETE')").strip() == "t"
@@ -143,8 +151,12 @@ def _put_input(deployed: DeployedStack, name: str, data: bytes) -> str:
     bucket = deployed.deployment.params["GCS_BUCKET"]
     with deploy.port_forward(deployed.deployment, "service/gcs-emulator", 4443) as port:
         query = urllib.parse.urlencode({"uploadType": "media", "name": name})
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/upload/storage/v1/b/{bucket}/o?{query}",
-                                         data=data, method="POST", headers={"Content-Type": "image/tiff"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/upload/storage/v1/b/{bucket}/o?{query}",
+            data=data,
+            method="POST",
+            headers={"Content-Type": "image/tiff"},
+        )
         with urllib.request.urlopen(request, timeout=30) as answer:
             assert answer.status == 200
     return f"gs://{bucket}/{name}"

@@ -1,0 +1,132 @@
+"""Build and deploy times of the reference stack (numbers printed, never asserted).
+
+    sudo .venv/bin/python benchmarks/bench_stack.py [--cold-go] [--cold-images] [--deploy PAIR ...] [--repeat N]
+
+* ``--cold-go``: ``go install`` of every binary with an empty GOCACHE and a fresh binary cache (the Go
+  module cache stays warm: downloads are not what is measured). Otherwise the cached binaries are used
+  and the recorded cold build times are printed.
+* ``--cold-images``: every image built into a fresh layer/image cache (the shared Debian base layer
+  included), then the same calls again (warm: cache hits).
+* ``--deploy``: for each ``messaging-storage`` pair (default ``pgqueue-local pubsub-local``), import the
+  images into the embedded cluster, then ``--repeat`` times: fresh namespace, first apply → every
+  workload ready (the issue's target is ≤ 90 s warm), delete the namespace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from geocube_stack import deploy
+from geocube_stack.gobuild import StackBinaries, build_stack_binaries
+from geocube_stack.images import build_stack_images, import_stack_images
+from geocube_stack.params import render_params
+
+
+def line(label: str, seconds: float, extra: str = "") -> None:
+    print(f"{label:<52} {seconds:8.1f} s  {extra}", flush=True)
+
+
+def bench_go(cold: bool) -> StackBinaries:
+    if not cold:
+        binaries = build_stack_binaries()
+        for b in binaries.all():
+            line(f"go install {b.name} (recorded cold build)", b.cold_seconds, "cached now")
+        return binaries
+    scratch = Path(tempfile.mkdtemp(prefix="bench-stack-go-"))
+    saved = os.environ.get("GOCACHE")
+    os.environ["GOCACHE"] = str(scratch / "gocache")
+    try:
+        started = time.monotonic()
+        binaries = build_stack_binaries(cache=scratch / "cache")
+        for b in binaries.all():
+            line(
+                f"cold go install {b.name} (cgo={b.cgo})",
+                b.seconds,
+                "(server+consolidater share one run)" if b.cgo else "",
+            )
+        line("cold go builds, total", time.monotonic() - started)
+    finally:
+        if saved is None:
+            os.environ.pop("GOCACHE", None)
+        else:
+            os.environ["GOCACHE"] = saved
+    # The scratch binaries are deleted: later steps use the real cache's.
+    shutil.rmtree(scratch, ignore_errors=True)
+    return build_stack_binaries()
+
+
+def bench_images(binaries: StackBinaries, cold: bool) -> None:
+    scratch = Path(tempfile.mkdtemp(prefix="bench-stack-images-")) if cold else None
+    try:
+        for label in ("cold", "warm") if cold else ("current cache",):
+            started = time.monotonic()
+            images = build_stack_images(binaries=binaries, cache=scratch)
+            for key, image in images.images.items():
+                line(f"{label} image {key}", image.seconds, f"{image.ref} {image.image.size / 1e6:.0f} MB")
+            line(f"{label} images, total", time.monotonic() - started)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def bench_deploy(pairs: list[str], repeat: int) -> None:
+    from localcluster.cluster import EmbeddedCluster, ensure_running
+
+    ensure_running(progress=lambda message: print(f"[cluster] {message}", flush=True))
+    cluster = EmbeddedCluster()
+    images = build_stack_images()
+    started = time.monotonic()
+    imported = import_stack_images(images, str(cluster.layout.containerd_socket))
+    line(
+        "import images into containerd",
+        time.monotonic() - started,
+        " ".join(f"{k}={v:.0f}s" for k, v in imported.items()),
+    )
+    storage_root = Path("/var/lib/geocube-acceptance/stack-storage")
+    for pair in pairs:
+        messaging, storage = pair.split("-", 1)
+        for attempt in range(1, repeat + 1):
+            namespace = deploy.new_namespace_name(f"bench-{messaging}-{storage}")
+            storage_dir = storage_root / namespace
+            try:
+                params = render_params(messaging, storage, images=images.params(), local_host_path=str(storage_dir))
+                deploy.create_namespace(cluster, namespace)
+                deployment = deploy.deploy(cluster, namespace, messaging, storage, params)
+                ready = deploy.wait_ready(deployment, timeout=900)
+                slowest = max(ready, key=lambda k: ready[k])
+                line(
+                    f"{pair} #{attempt}: first apply → all ready",
+                    deployment.seconds_to_ready,
+                    f"slowest {slowest}; " + " ".join(f"{k.split('/')[1]}={v:.0f}" for k, v in sorted(ready.items())),
+                )
+            finally:
+                started = time.monotonic()
+                deploy.delete_namespace(cluster, namespace)
+                shutil.rmtree(storage_dir, ignore_errors=True)
+                line(f"{pair} #{attempt}: namespace deletion", time.monotonic() - started)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cold-go", action="store_true", help="time go install with an empty GOCACHE")
+    parser.add_argument("--cold-images", action="store_true", help="time image builds into a fresh cache")
+    parser.add_argument("--deploy", nargs="*", metavar="PAIR", help="time deployments (e.g. pgqueue-local)")
+    parser.add_argument("--repeat", type=int, default=2, help="deployments per pair (default 2)")
+    args = parser.parse_args()
+    binaries = bench_go(args.cold_go)
+    bench_images(binaries, args.cold_images)
+    if args.deploy is not None:
+        bench_deploy(args.deploy or ["pgqueue-local", "pubsub-local"], args.repeat)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

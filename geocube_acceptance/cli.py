@@ -1,0 +1,148 @@
+"""``geocube-acceptance``: one entry point for the embedded cluster, the suites, the reports and the janitor.
+
+    geocube-acceptance cluster up|down|status|logs ...   the embedded cluster (localcluster.cli)
+    geocube-acceptance run [PYTEST ARGS...]              the acceptance suites (suites/ unless paths are given)
+    geocube-acceptance report RUN_DIR ...                regenerate a run's reports (reports.cli)
+    geocube-acceptance gc [--dry-run] [--run-id ID]      delete this suite's expired namespaces
+
+Subcommands are imported lazily: ``gc`` must not pay for the report renderer, and ``run`` must not
+need the embedded cluster's build machinery unless the suites ask for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fixtures.cluster_client import KubeClient
+
+REPO = Path(__file__).resolve().parent.parent
+SUITES = REPO / "suites"
+USAGE = __doc__.split("\n\n")[1] if __doc__ else ""
+
+# pytest and geocube options that take a separate value: their value is never a test path.
+_VALUE_OPTIONS = frozenset(
+    {
+        "-k", "-m", "-p", "-o", "-c", "-W", "--rootdir", "--confcutdir", "--basetemp", "--junitxml", "--junit-xml",
+        "--junit-prefix", "--ignore", "--ignore-glob", "--deselect", "--tb", "--maxfail", "--durations",
+        "--durations-min", "--timeout", "--log-level", "--log-file", "--override-ini", "--capture", "--import-mode",
+        "--report-dir", "--report-run-id", "--reruns", "--reruns-delay", "--only-rerun", "--kubeconfig",
+        "--context", "--profile", "--set", "--params-file", "--manifests-dir", "--messaging", "--storage",
+        "--access-mode", "--keep-namespace", "--existing-namespace",
+    }
+)  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch to a subcommand; returns the process exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(f"usage:\n{USAGE}")
+        return 0 if args else 2
+    handlers: dict[str, Callable[[list[str]], int]] = {
+        "cluster": lambda rest: _delegate("localcluster.cli", "cluster", rest),
+        "report": lambda rest: _delegate("reports.cli", "report", rest),
+        "run": run,
+        "gc": gc,
+    }
+    handler = handlers.get(args[0])
+    if handler is None:
+        print(f"geocube-acceptance: unknown command {args[0]!r}\nusage:\n{USAGE}", file=sys.stderr)
+        return 2
+    return handler(args[1:])
+
+
+def _delegate(module: str, command: str, rest: list[str]) -> int:
+    """Run ``module.main(rest)``; a missing module is a clear error, not a traceback."""
+    try:
+        entry = importlib.import_module(module).main
+    except (ImportError, AttributeError) as err:
+        print(f"geocube-acceptance {command}: unavailable ({module}.main cannot be loaded: {err})", file=sys.stderr)
+        return 2
+    return int(entry(rest) or 0)
+
+
+def run(rest: list[str]) -> int:
+    """Run pytest on the suites (or on the paths given) with the given arguments."""
+    import pytest
+
+    args = rest if any(_is_test_path(rest, i) for i in range(len(rest))) else [str(SUITES), *rest]
+    return int(pytest.main(args))
+
+
+def _is_test_path(args: Sequence[str], index: int) -> bool:
+    """Whether ``args[index]`` is a positional test path (not an option nor an option's value)."""
+    arg = args[index]
+    if arg.startswith("-"):
+        return False
+    previous = args[index - 1] if index else ""
+    if previous in _VALUE_OPTIONS or (previous.startswith("--geocube-") and "=" not in previous):
+        return False
+    return Path(arg.split("::")[0]).exists()
+
+
+def gc(rest: list[str]) -> int:
+    """Delete this suite's namespaces whose expiry has passed (``--dry-run`` only lists the decisions)."""
+    parser = argparse.ArgumentParser(prog="geocube-acceptance gc", description=gc.__doc__)
+    parser.add_argument(
+        "--kubeconfig", dest="geocube_kubeconfig", metavar="FILE", help="cluster to clean (default: embedded)"
+    )
+    parser.add_argument("--context", dest="geocube_context", metavar="NAME", help="kubeconfig context")
+    parser.add_argument(
+        "--profile", dest="geocube_profile", metavar="FILE", help="TOML profile (for kubeconfig/context)"
+    )
+    parser.add_argument("--run-id", dest="run_id_filter", metavar="ID", help="only namespaces of this run")
+    parser.add_argument("--dry-run", action="store_true", help="list what would be deleted; delete nothing")
+    options = parser.parse_args(rest)
+    from fixtures.config import resolve
+    from fixtures.errors import HarnessError
+
+    try:
+        settings = resolve(vars(options), os.environ, base_dir=REPO)
+        kube = _connect(settings.kubeconfig, settings.context)
+        if kube is None:
+            print("gc: no --kubeconfig and the embedded cluster is not running: nothing to collect")
+            return 0
+        from fixtures.janitor import collect_garbage
+
+        decisions, errors = collect_garbage(
+            kube, now=datetime.now(UTC), run_id=options.run_id_filter, dry_run=options.dry_run
+        )
+    except HarnessError as err:
+        print(f"gc: {err}", file=sys.stderr)
+        return 2
+    verb = "would delete" if options.dry_run else "deleted"
+    for decision in decisions:
+        print(f"{verb if decision.delete else 'kept':<12} {decision.name}  ({decision.reason})")
+    if not decisions:
+        print("gc: no namespace of this suite on the cluster")
+    for error in errors:
+        print(f"gc: failed: {error}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def _connect(kubeconfig: Path | None, context: str | None) -> KubeClient | None:
+    """A client for the given cluster, or for the embedded one if it is running (never starts it)."""
+    from fixtures.cluster_client import connect
+
+    if kubeconfig is None:
+        try:
+            from localcluster.cluster import EmbeddedCluster
+        except ImportError:
+            return None
+        cluster = EmbeddedCluster()
+        if not cluster.is_healthy():
+            return None
+        kubeconfig = cluster.kubeconfig
+    return connect(kubeconfig, context)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
