@@ -240,20 +240,10 @@ def storage_params(storage: str, *, local_host_path: str | None = None, bucket: 
     }
 
 
-def render_params(
-    messaging: str,
-    storage: str,
-    *,
-    images: Mapping[str, str],
-    local_host_path: str | None = None,
-    preset: str = "embedded",
-    overrides: Mapping[str, str] | None = None,
+def default_params(
+    messaging: str, storage: str, *, local_host_path: str | None = None, preset: str = "embedded"
 ) -> dict[str, str]:
-    """A complete parameter set for one profile pair: exactly the parameters its templates use.
-
-    ``images`` maps image parameters (``GEOCUBE_SERVER_IMAGE`` ...) to references, e.g.
-    ``StackImages.params()``. Passwords are random per call. ``overrides`` win over everything.
-    """
+    """Derived values of every parameter except the images, for one profile pair (passwords random per call)."""
     check_profiles(messaging, storage)
     if preset not in RESOURCE_PRESETS:
         raise StackError(f"preset must be one of {sorted(RESOURCE_PRESETS)}. Current input: {preset!r}")
@@ -273,8 +263,36 @@ def render_params(
         "AUTOSCALER_MAX": "256",
         "PUBSUB_PROJECT": "geocube-acceptance",
         **RESOURCE_PRESETS[preset],
-        **storage_params(storage, local_host_path=local_host_path),
         **sql_params(messaging),
+    }
+    if storage == "gs" or local_host_path is not None:
+        params.update(storage_params(storage, local_host_path=local_host_path))
+    else:  # a user's cluster brings the shared volume (STORAGE_VOLUME_SOURCE); the URIs stay the guide's
+        params.update(
+            {"INGESTION_STORAGE": f"{STORAGE_MOUNT}/ingestion", "CANCELLED_JOBS_STORAGE": f"{STORAGE_MOUNT}/cancelled"}
+        )
+    wanted = {p.name for p in parameters_for(messaging, storage)}
+    return {name: value for name, value in params.items() if name in wanted}
+
+
+def render_params(
+    messaging: str,
+    storage: str,
+    *,
+    images: Mapping[str, str],
+    local_host_path: str | None = None,
+    preset: str = "embedded",
+    overrides: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """A complete parameter set for one profile pair: exactly the parameters its templates use.
+
+    ``images`` maps image parameters (``GEOCUBE_SERVER_IMAGE`` ...) to references, e.g.
+    ``StackImages.params()``. Passwords are random per call. ``overrides`` win over everything.
+    """
+    if storage == "local" and not (local_host_path or "STORAGE_VOLUME_SOURCE" in (overrides or {})):
+        storage_params(storage, local_host_path=local_host_path)  # raises with the explanation
+    params = {
+        **default_params(messaging, storage, local_host_path=local_host_path, preset=preset),
         **images,
         **(overrides or {}),
     }

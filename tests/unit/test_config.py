@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from fixtures.config import (
-    DEFAULT_IMAGES,
     AccessMode,
     KeepNamespace,
     Messaging,
@@ -63,7 +62,7 @@ def test_defaults_come_from_the_base_dir_and_say_so(tmp_path: Path) -> None:
     assert settings.keep_namespace == KeepNamespace.NEVER
     assert settings.manifests_dir == tmp_path / "manifests"
     assert settings.run_dir == tmp_path / "reports" / "runs" / settings.run_id
-    assert dict(settings.images) == dict(DEFAULT_IMAGES)
+    assert dict(settings.images) == {}  # the embedded default builds every image
     assert settings.source("messaging") == "default"
     assert settings.source("profile") == "default"
 
@@ -129,7 +128,7 @@ def test_images_per_component_from_each_source(tmp_path: Path) -> None:
     assert settings.images["server"] == "from-cli:1"
     assert settings.images["autoscaler"] == "from-profile:2"
     assert settings.images["postgis"] == "from-env:1"
-    assert settings.images["consolidater"] == DEFAULT_IMAGES["consolidater"]
+    assert "consolidater" not in settings.images  # not chosen: built (embedded) or required (own cluster)
     assert settings.source("images.postgis") == "env GEOCUBE_IMAGES_POSTGIS"
 
 

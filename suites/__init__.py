@@ -1,0 +1,1 @@
+"""The acceptance suites: one package per area (database, messaging, autoscaling, storage, platform)."""

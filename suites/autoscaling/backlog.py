@@ -1,0 +1,70 @@
+"""A pgqueue backlog the autoscaler counts and no consolidater can consume.
+
+1. Insert the jobs with ``run_after`` in the future (invisible to workers and to the backlog count).
+2. Lock them ``FOR KEY SHARE`` in a transaction held open (workers' ``FOR UPDATE SKIP LOCKED`` skips them).
+3. From a second connection make them due (``UPDATE run_after``: a non-key update is compatible with
+   KEY SHARE), so the autoscaler's ``count(*)`` sees them.
+Release deletes them inside the locking transaction. ``__exit__`` always deletes them.
+"""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+from typing import Any
+
+import psycopg
+
+from fixtures.access import Database
+
+MARKER = b"geocube-acceptance backlog probe (not a Geocube message)"
+
+
+class HeldBacklog:
+    """``with HeldBacklog(db, queue, n) as b: t = b.make_due(); ...; t2 = b.release()``."""
+
+    def __init__(self, database: Database, queue: str, size: int) -> None:
+        self.database, self.queue, self.size = database, queue, size
+        self.ids: list[int] = []
+        self._lock: psycopg.Connection[Any] | None = None
+
+    def __enter__(self) -> HeldBacklog:
+        with self.database.connect() as conn:
+            rows = conn.execute(
+                "INSERT INTO pgq_jobs (queue_name, data, run_after, retry_waits) "
+                "SELECT %s, %s, now() + interval '1 day', '{}' FROM generate_series(1, %s) RETURNING id",
+                (self.queue, MARKER, self.size),
+            ).fetchall()
+            conn.commit()
+        self.ids = [int(r[0]) for r in rows]
+        self._lock = self.database.connect()
+        locked = self._lock.execute("SELECT id FROM pgq_jobs WHERE id = ANY(%s) FOR KEY SHARE", (self.ids,)).fetchall()
+        if len(locked) != self.size:
+            raise AssertionError(f"locked {len(locked)} of the {self.size} backlog jobs just inserted")
+        return self
+
+    def make_due(self) -> float:
+        """Make the jobs count as backlog; returns the monotonic time they became visible."""
+        with self.database.connect() as conn:
+            conn.execute("UPDATE pgq_jobs SET run_after = now() - interval '1 second' WHERE id = ANY(%s)", (self.ids,))
+            conn.commit()
+        return time.monotonic()
+
+    def release(self) -> float:
+        """Delete the jobs (the backlog drops to zero at commit); returns when that happened."""
+        assert self._lock is not None
+        self._lock.execute("DELETE FROM pgq_jobs WHERE id = ANY(%s)", (self.ids,))
+        self._lock.commit()
+        self.ids = []
+        return time.monotonic()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if self._lock is not None:
+            self._lock.rollback()
+            self._lock.close()
+        if self.ids:
+            with self.database.connect() as conn:
+                conn.execute("DELETE FROM pgq_jobs WHERE id = ANY(%s)", (self.ids,))
+                conn.commit()

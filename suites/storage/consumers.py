@@ -1,0 +1,49 @@
+"""Pause every consumer of the consolidations queue, so that a job's tasks stay PENDING, then restore.
+
+The autoscaler is scaled to zero first (it would recreate workers), then the consolidater
+ReplicationController, and the bare pods the autoscaler made are deleted. Everything is restored
+on exit, even when the check fails; the queued orders are then consumed (and skipped as cancelled).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from fixtures.deployed import AUTOSCALED_LABEL, autoscaler_config
+from fixtures.podwatch import PodWatch
+from fixtures.stack import Stack
+
+
+@contextlib.contextmanager
+def paused_consumers(stack: Stack, *, timeout: float = 120) -> Iterator[None]:
+    kube, namespace = stack.kube, stack.namespace
+    autoscaler = autoscaler_config(kube, namespace)
+    name = autoscaler.workload.split("/", 1)[1]
+    deployment = kube.apps.read_namespaced_deployment(name, namespace, _request_timeout=15)
+    rc = kube.core.read_namespaced_replication_controller(autoscaler.rc, namespace, _request_timeout=15)
+    autoscaler_replicas, rc_replicas = deployment.spec.replicas or 0, rc.spec.replicas or 0
+    try:
+        kube.apps.patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": 0}}, _request_timeout=15)
+        kube.core.patch_namespaced_replication_controller_scale(
+            autoscaler.rc, namespace, {"spec": {"replicas": 0}}, _request_timeout=15
+        )
+        kube.core.delete_collection_namespaced_pod(
+            namespace, label_selector=f"{AUTOSCALED_LABEL}={autoscaler.rc}", grace_period_seconds=0, _request_timeout=15
+        )
+        rc_selector = ",".join(f"{k}={v}" for k, v in (rc.spec.selector or {}).items())
+        for selector, what in (
+            (",".join(f"{k}={v}" for k, v in deployment.spec.selector.match_labels.items()), "autoscaler pods"),
+            (rc_selector, "consolidater pods of the ReplicationController"),
+            (f"{AUTOSCALED_LABEL}={autoscaler.rc}", "consolidater pods made by the autoscaler"),
+        ):
+            with PodWatch(kube, namespace, selector) as watch:
+                watch.wait_until(lambda w: not w.phases(), timeout=timeout, description=f"no {what} ({selector})")
+        yield
+    finally:
+        kube.core.patch_namespaced_replication_controller_scale(
+            autoscaler.rc, namespace, {"spec": {"replicas": rc_replicas}}, _request_timeout=15
+        )
+        kube.apps.patch_namespaced_deployment_scale(
+            name, namespace, {"spec": {"replicas": autoscaler_replicas}}, _request_timeout=15
+        )

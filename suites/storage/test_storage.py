@@ -1,0 +1,114 @@
+"""Ingestion and cancelled-jobs storage, read where the deployed API server reads it (local path or gs://)."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import pytest
+
+from fixtures.access import Storage
+from fixtures.checks import Consolidation, start_consolidation
+from fixtures.deployed import ServerConfig
+from fixtures.stack import Stack
+from geocube_stack.client import GeocubeClient
+from geocube_stack.geotiff import tiff_summary
+from suites.storage.consumers import paused_consumers
+
+pytestmark = pytest.mark.storage
+
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+@pytest.mark.requirement(
+    "STO-INGESTION",
+    "a real consolidation writes a tiled GeoTIFF at <ingestionStorage>/<layout>/<cell>/<instanceID>/<uuid>.tif",
+)
+def test_consolidation_writes_a_cog(
+    consolidation: Consolidation, stack_storage: Storage, deployed_server: ServerConfig, evidence: Any
+) -> None:
+    root = deployed_server.ingestion_storage.rstrip("/")
+    prefix = f"{root}/{consolidation.layout}/"
+    written = stack_storage.list(prefix)
+    evidence.add("ingestion storage", root)
+    evidence.add("files written", written)
+    assert written, (
+        f"job {consolidation.job.job_id} is DONE but nothing was written under {prefix}: the consolidaters do not "
+        f"write where the server's -ingestionStorage points ({root}). Fix: one storage shared by both."
+    )
+    pattern = re.compile(rf"^{re.escape(prefix)}[^/]+/{re.escape(consolidation.instance_id)}/{UUID}\.tif$")
+    misplaced = [w for w in written if not pattern.match(w)]
+    assert not misplaced, f"files outside <layout>/<cell>/<instanceID>/<uuid>.tif: {misplaced}"
+    tags = tiff_summary(stack_storage.read(written[0]))
+    evidence.add("first file", {"uri": written[0], "tags": tags})
+    assert "TileWidth" in tags, f"{written[0]} is not a tiled (cloud-optimised) GeoTIFF: {tags}"
+
+
+@pytest.mark.slow
+@pytest.mark.requirement(
+    "STO-CANCELLED-JOBS",
+    "cancelling a job with pending tasks writes <cancelledJobs>/<jobID>_<taskID> for each pending task",
+)
+def test_cancelling_writes_one_flag_per_pending_task(
+    deployed_stack: Stack,
+    deployed_server: ServerConfig,
+    geocube: GeocubeClient,
+    stack_storage: Storage,
+    evidence: Any,
+) -> None:
+    root = deployed_server.cancelled_jobs.rstrip("/")
+    with paused_consumers(deployed_stack):
+        job_id, _ = start_consolidation(geocube, stack_storage, deployed_server)
+        pending = _wait_pending_tasks(geocube, job_id, timeout=120)
+        geocube.geocube.CancelJob(geocube.pb.operations.CancelJobRequest(id=job_id), timeout=30)
+        flags, states = _wait_flags(geocube, stack_storage, f"{root}/{job_id}_", pending, timeout=60)
+    evidence.add("cancelled-jobs storage", root)
+    evidence.add("pending tasks when cancelled", pending)
+    evidence.add("flags written", flags)
+    evidence.add("job states after cancel", states)
+    assert len(flags) == pending, (
+        f"{pending} task(s) were pending when job {job_id} was cancelled, but {len(flags)} flag(s) appeared under "
+        f"{root}/{job_id}_*: {flags}. Job states: {states}. Fix: -cancelledJobs must be a writable location that "
+        "the consolidaters read too."
+    )
+    assert all(re.fullmatch(rf"{re.escape(root)}/{job_id}_{UUID}", f) for f in flags), (
+        f"flags not named <jobID>_<taskID>: {flags}"
+    )
+
+
+def _wait_pending_tasks(geocube: GeocubeClient, job_id: str, *, timeout: float) -> int:
+    """Until the job is CONSOLIDATIONINPROGRESS with active tasks; returns their count."""
+    __tracebackhide__ = True
+    deadline = time.monotonic() + timeout
+    job: Any = None
+    while time.monotonic() < deadline:
+        job = geocube.geocube.GetJob(geocube.pb.operations.GetJobRequest(id=job_id, log_limit=20), timeout=30).job
+        if job.state == "CONSOLIDATIONINPROGRESS" and job.active_tasks > 0:
+            return int(job.active_tasks)
+        time.sleep(0.5)
+    pytest.fail(
+        f"job {job_id} never had pending tasks in CONSOLIDATIONINPROGRESS within {timeout:g} s (last: "
+        f"{getattr(job, 'state', None)}, logs {list(getattr(job, 'logs', []))})",
+        pytrace=False,
+    )
+
+
+def _wait_flags(
+    geocube: GeocubeClient, storage: Storage, prefix: str, expected: int, *, timeout: float
+) -> tuple[list[str], list[str]]:
+    """Until ``expected`` flags exist under ``prefix`` and the job left CONSOLIDATIONCANCELLING (or timeout)."""
+    job_id = prefix.rsplit("/", 1)[-1].rstrip("_")
+    deadline = time.monotonic() + timeout
+    states: list[str] = []
+    flags: list[str] = []
+    while time.monotonic() < deadline:
+        job = geocube.geocube.GetJob(geocube.pb.operations.GetJobRequest(id=job_id), timeout=30).job
+        if not states or states[-1] != job.state:
+            states.append(str(job.state))
+        parent = prefix.rsplit("/", 1)[0] + "/"
+        flags = [f for f in storage.list(parent) if f.startswith(prefix)]
+        if len(flags) >= expected and job.state not in ("CONSOLIDATIONINPROGRESS", "CONSOLIDATIONCANCELLING"):
+            break
+        time.sleep(0.5)
+    return flags, states
