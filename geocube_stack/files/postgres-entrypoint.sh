@@ -67,6 +67,8 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
 	initdb --username="$POSTGRES_USER" --pwfile=<(printf '%s\n' "$POSTGRES_PASSWORD") \
 		--encoding=UTF8 $POSTGRES_INITDB_ARGS
 	printf '\nhost all all all %s\n' "$POSTGRES_HOST_AUTH_METHOD" >> "$PGDATA/pg_hba.conf"
+	# As the official image does: the final server listens on every address (the pod's IP), not loopback.
+	printf "\nlisten_addresses = '*'\n" >> "$PGDATA/postgresql.conf"
 
 	PGUSER="$POSTGRES_USER" pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -p 5432" -w start
 	psql_cmd=(psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --no-password --no-psqlrc)
