@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from fixtures.access import APPLICATION_NAME, Database, transaction
+from fixtures.access import APPLICATION_NAME, Database, connection_sqlstate, transaction
 from fixtures.deployed import ServerConfig
 from fixtures.stack import Stack
 from suites.database.holder import ConnectionHolder
@@ -144,16 +144,15 @@ def test_wrong_password_is_rejected(database: Database, deployed_server: ServerC
     try:
         conn = database.connect(password=wrong)
     except psycopg.OperationalError as err:
-        sqlstate = getattr(err, "sqlstate", None)
-        message = str(err)
-        assert sqlstate == "28P01" or "password authentication failed" in message, (
-            f"the connection with a wrong password failed, but not as an authentication failure: {message}"
+        assert connection_sqlstate(err) == "28P01", (
+            f"the connection with a wrong password failed, but not as an authentication failure (28P01): {err}"
         )
         return
     conn.close()
     pytest.fail(
-        f"a wrong password for {deployed_server.db_user!r} was accepted: pg_hba.conf trusts these connections. "
-        "Fix: use scram-sha-256 (or md5) for host connections.",
+        f"a wrong password for {deployed_server.db_user!r} was accepted: pg_hba.conf trusts these connections "
+        "(through a port-forward they arrive from 127.0.0.1, which initdb trusts by default). Fix: scram-sha-256 "
+        "(or md5) for every host line, e.g. POSTGRES_INITDB_ARGS='--auth-host=scram-sha-256'.",
         pytrace=False,
     )
 
@@ -201,8 +200,8 @@ def test_connection_limit_is_1024_and_enforced(
         f"{hold} + {len(opened)} connections were all accepted: max_connections={max_connections} is not "
         "enforced for the server's user"
     )
-    assert refused.sqlstate == "53300", (
-        f"connection {hold + len(opened) + 1} failed with SQLSTATE {refused.sqlstate}, expected 53300 "
+    assert connection_sqlstate(refused) == "53300", (
+        f"connection {hold + len(opened) + 1} failed with SQLSTATE {connection_sqlstate(refused)}, expected 53300 "
         f"too_many_connections: {str(refused).strip()}"
     )
     _assert_released(database)
