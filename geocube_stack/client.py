@@ -7,6 +7,7 @@ until ``DONE``. Names carry a caller-chosen suffix so several scenarios can shar
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ FAILED_STATES = frozenset(
         "ROLLBACKFAILED",
     }
 )
+_EXISTING_AOI = re.compile(r"AOI with id: ([0-9a-f-]{36})")
 # Geocube's name for mucog's default pattern (R=records, B=bands, Z=zoom levels, T=tiles).
 INTERLACING_PATTERN = "Z=0>T>R>B;Z=1:>R>T>B"
 
@@ -96,13 +98,14 @@ class GeocubeClient:
                 )
             ]
         )
-        aoi_id = self.geocube.CreateAOI(pb.records.CreateAOIRequest(aoi=aoi), timeout=t).id
+        aoi_id = self._create_aoi(aoi)
         record = pb.records.NewRecord(name=f"record-{suffix}", aoi_id=aoi_id, tags={"source": "geocube-stack"})
         record.time.FromSeconds(1_700_000_000)
         record_id = self.geocube.CreateRecords(pb.records.CreateRecordsRequest(records=[record]), timeout=t).ids[0]
         dformat = pb.dataformat.DataFormat(dtype=pb.dataformat.DataFormat.UInt8, no_data=0, min_value=0, max_value=255)
+        # One unnamed band: Geocube requires the list to be non-empty (names only for multi-band variables).
         variable = pb.variables.Variable(
-            name=f"variable-{suffix}", unit="dn", dformat=dformat, resampling_alg=pb.variables.NEAR
+            name=f"variable-{suffix}", unit="dn", dformat=dformat, bands=[""], resampling_alg=pb.variables.NEAR
         )
         variable_id = self.geocube.CreateVariable(pb.variables.CreateVariableRequest(variable=variable), timeout=t).id
         instance_id = self.geocube.InstantiateVariable(
@@ -154,6 +157,16 @@ class GeocubeClient:
             records=pb.records.RecordIdList(ids=[record_id]),
         )
         return str(self.geocube.Consolidate(request, timeout=t).job_id)
+
+    def _create_aoi(self, aoi: Any) -> str:
+        """CreateAOI, or the id of the identical AOI that exists already (Geocube answers ALREADY_EXISTS)."""
+        try:
+            return str(self.geocube.CreateAOI(self.pb.records.CreateAOIRequest(aoi=aoi), timeout=self.timeout).id)
+        except grpc.RpcError as err:
+            found = _EXISTING_AOI.search(str(err.details())) if err.code() == grpc.StatusCode.ALREADY_EXISTS else None
+            if found is None:
+                raise
+            return found.group(1)
 
     def wait_job(
         self, job_id: str, *, timeout: float = 300, interval: float = 1.0, on_poll: Callable[[str], None] | None = None

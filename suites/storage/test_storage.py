@@ -37,7 +37,8 @@ def test_consolidation_writes_a_cog(
         f"job {consolidation.job.job_id} is DONE but nothing was written under {prefix}: the consolidaters do not "
         f"write where the server's -ingestionStorage points ({root}). Fix: one storage shared by both."
     )
-    pattern = re.compile(rf"^{re.escape(prefix)}[^/]+/{re.escape(consolidation.instance_id)}/{UUID}\.tif$")
+    # A regular grid names cells "x/y": the cell part may hold slashes.
+    pattern = re.compile(rf"^{re.escape(prefix)}[^/]+(?:/[^/]+)*/{re.escape(consolidation.instance_id)}/{UUID}\.tif$")
     misplaced = [w for w in written if not pattern.match(w)]
     assert not misplaced, f"files outside <layout>/<cell>/<instanceID>/<uuid>.tif: {misplaced}"
     tags = tiff_summary(stack_storage.read(written[0]))
