@@ -92,9 +92,18 @@ def timeline(watch: PodWatch, origin: float, backlog_at: list[tuple[float, int]]
 )
 @pytest.mark.usefixtures("pgqueue_backlog")
 def test_autoscaler_follows_the_backlog(
-    deployed_stack: Stack, deployed_autoscaler: AutoscalerConfig, database: Database, evidence: Any
+    deployed_stack: Stack,
+    deployed_autoscaler: AutoscalerConfig,
+    deployed_server: ServerConfig,
+    database: Database,
+    evidence: Any,
 ) -> None:
     config = deployed_autoscaler
+    assert config.queue == deployed_server.consolidations_queue, (
+        f"the autoscaler measures the backlog of queue {config.queue!r}, but the server publishes consolidation "
+        f"orders to {deployed_server.consolidations_queue!r}: it would never scale for real jobs. Fix: "
+        f"-queue={deployed_server.consolidations_queue}"
+    )
     size = backlog_size(config)
     target = expected_pods(config, size)
     update = config.update_seconds

@@ -139,7 +139,7 @@ def test_malformed_message_does_not_block(
     else:
         outcome = _pgqueue_garbage(database, deployed_server.events_queue, timeout=60)
         evidence.add("malformed pgqueue event", outcome)
-    job = run_consolidation(geocube, stack_storage, deployed_server, timeout=max(geocube_settings.timeouts.wait, 300))
+    job = run_consolidation(geocube, stack_storage, deployed_server, timeout=geocube_settings.timeouts.wait)
     evidence.add("job after the malformed message", {"states": list(job.job.states_seen), "seconds": job.job.seconds})
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from fixtures.access import Storage
 from fixtures.checks import Consolidation, start_consolidation
-from fixtures.deployed import ServerConfig
+from fixtures.deployed import AutoscalerConfig, ServerConfig, read_container
 from fixtures.stack import Stack
 from geocube_stack.client import GeocubeClient
 from geocube_stack.geotiff import tiff_summary
@@ -54,11 +54,21 @@ def test_consolidation_writes_a_cog(
 def test_cancelling_writes_one_flag_per_pending_task(
     deployed_stack: Stack,
     deployed_server: ServerConfig,
+    deployed_autoscaler: AutoscalerConfig,
     geocube: GeocubeClient,
     stack_storage: Storage,
     evidence: Any,
 ) -> None:
     root = deployed_server.cancelled_jobs.rstrip("/")
+    worker = read_container(
+        deployed_stack.kube, deployed_stack.namespace, "ReplicationController", deployed_autoscaler.rc
+    )
+    watched = worker.flag("cancelledJobs").rstrip("/")
+    evidence.add("consolidaters' -cancelledJobs", watched)
+    assert watched == root, (
+        f"the server flags cancelled tasks under {root} but the consolidaters ({worker.workload}) look under "
+        f"{watched}: cancelled tasks would still be consolidated. Fix: one -cancelledJobs value for both."
+    )
     with paused_consumers(deployed_stack):
         job_id, _ = start_consolidation(geocube, stack_storage, deployed_server)
         pending = _wait_pending_tasks(geocube, job_id, timeout=120)

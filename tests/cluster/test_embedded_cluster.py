@@ -13,6 +13,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.stream import portforward
 
+from fixtures.portforward import close_websocket_when_done
 from localcluster.cluster import EmbeddedCluster
 from localcluster.layout import NODE_IP, NODE_NAME
 
@@ -198,6 +199,7 @@ def test_python_client_port_forward(
     try:
         core = client.CoreV1Api(api)
         forward = portforward(core.connect_get_namespaced_pod_portforward, "web", namespace, ports="8080")
+        close_websocket_when_done(forward)
         sock = forward.socket(8080)
         sock.settimeout(10)
         sock.sendall(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n")

@@ -1,0 +1,168 @@
+"""Each acceptance check fails against a deployment broken in the way it guards against — and only it.
+
+Every case copies the reference manifests, injects one fault (a manifest edit that must apply exactly
+once, or a parameter), runs the area's suite in a separate pytest process as a user would, on the
+embedded cluster, and reads the run's ``run.json``: the checks that did not pass must be exactly the
+expected ones, each with a message naming the cause. The healthy run is covered by the main job.
+
+    sudo .venv/bin/pytest tests/faults -m cluster
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(900)]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One deliberate defect, the suite area to run, and the checks that must catch it (id → message part)."""
+
+    name: str
+    area: str
+    edits: tuple[tuple[str, str, str], ...]  # (file under manifests/, old text, new text)
+    expected: dict[str, str]
+    params: tuple[str, ...] = ()
+    options: tuple[str, ...] = field(default=())
+
+
+FAULTS = (
+    Fault(
+        "max-connections-100",
+        "database",
+        (("base/database.yaml", '"max_connections=1024"', '"max_connections=100"'),),
+        {"DB-CONN-LIMIT": "max_connections is 100"},
+    ),
+    Fault(
+        "missing-grant",
+        "database",
+        (
+            (
+                "base/initdb.yaml",
+                'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA geocube TO :"role";',
+                'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA geocube TO :"role";\n'
+                '    REVOKE DELETE ON geocube.job_logs FROM :"role";',
+            ),
+        ),
+        {"DB-PRIVILEGES": "geocube.job_logs: DELETE"},
+    ),
+    Fault(
+        "ddl-allowed",
+        "database",
+        (
+            (
+                "base/initdb.yaml",
+                'GRANT USAGE ON SCHEMA geocube TO :"role";',
+                'GRANT USAGE, CREATE ON SCHEMA geocube TO :"role";',
+            ),
+        ),
+        {"DB-LEAST-PRIVILEGE": "could run `CREATE TABLE"},
+    ),
+    Fault(
+        "loopback-trusted",
+        "database",
+        (("base/database.yaml", 'value: "--auth-local=trust --auth-host=scram-sha-256"', 'value: ""'),),
+        {"DB-AUTH": "was accepted"},
+    ),
+    Fault(
+        "role-without-create",
+        "platform",
+        (("base/autoscaler.yaml", 'verbs: ["get", "list", "delete", "create"]', 'verbs: ["get", "list", "delete"]'),),
+        {"PLAT-AUTOSCALER-RBAC": "may not create pods"},
+    ),
+    Fault(
+        "apiserver-default-service-account",
+        "platform",
+        (("base/apiserver.yaml", "serviceAccountName: apiserver", "serviceAccountName: default"),),
+        {"PLAT-SERVICE-ACCOUNTS": "uses ServiceAccount 'default'"},
+    ),
+    Fault(
+        "autoscaler-wrong-queue",
+        "autoscaling",
+        (("base/autoscaler.yaml", "- -queue=consolidations", "- -queue=consolidations-worker"),),
+        {"AS-SCALE-UP-DOWN": "'consolidations-worker'"},
+    ),
+    Fault(
+        "cancelled-jobs-path-not-shared",
+        "storage",
+        (("base/apiserver.yaml", "- -cancelledJobs={{CANCELLED_JOBS_STORAGE}}", "- -cancelledJobs=/tmp/cancelled"),),
+        {"STO-CANCELLED-JOBS": "look under"},
+    ),
+    Fault(
+        "storage-volume-not-shared",
+        "storage",
+        (
+            (
+                "base/consolidater.yaml",
+                "- {name: storage, {{STORAGE_VOLUME_SOURCE}}}",
+                "- {name: storage, emptyDir: {}}",
+            ),
+        ),
+        {"STO-INGESTION": "never reached DONE"},
+        options=("--geocube-timeouts-wait", "60s"),
+    ),
+)
+
+
+def pytest_skip_unless_root() -> None:
+    if platform.system() != "Linux" or os.geteuid() != 0:
+        pytest.skip("fault runs deploy on the embedded cluster: root on Linux only")
+
+
+def inject(fault: Fault, target: Path) -> Path:
+    """A copy of the reference manifests with ``fault``'s edits; an edit that does not apply once is an error."""
+    manifests = target / "manifests"
+    shutil.copytree(REPO / "manifests", manifests)
+    for relative, old, new in fault.edits:
+        path = manifests / relative
+        text = path.read_text()
+        if text.count(old) != 1:
+            raise AssertionError(
+                f"fault {fault.name}: {relative} holds {text.count(old)} occurrence(s) of {old!r}, expected exactly "
+                "1; the reference manifests changed, update the fault"
+            )
+        path.write_text(text.replace(old, new))
+    return manifests
+
+
+def run_area(fault: Fault, tmp_path: Path) -> dict[str, Any]:
+    """Run ``suites/<area>`` against the faulty manifests in a separate pytest process; returns run.json."""
+    manifests = inject(fault, tmp_path)
+    run_id = f"fault-{fault.name}"[:40].rstrip("-")
+    report_dir = tmp_path / "reports"
+    command = [
+        sys.executable, "-m", "pytest", f"suites/{fault.area}", "-p", "no:cacheprovider", "-q",
+        "--manifests-dir", str(manifests), "--geocube-report-dir", str(report_dir), "--geocube-run-id", run_id,
+        *(arg for param in fault.params for arg in ("--set", param)), *fault.options,
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=840, check=False)
+    record = report_dir / run_id / "run.json"
+    assert record.is_file(), f"the faulty run wrote no {record}; its output:\n{result.stdout[-4000:]}{result.stderr}"
+    return dict(json.loads(record.read_text()))
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+def test_fault_fails_exactly_its_check(fault: Fault, tmp_path: Path) -> None:
+    pytest_skip_unless_root()
+    record = run_area(fault, tmp_path)
+    outcomes = {t["requirement_id"]: t for t in record["tests"] if t.get("requirement_id")}
+    not_passed = {rid for rid, t in outcomes.items() if t["status"] != "passed"}
+    summary = {rid: (t["status"], (t.get("message") or "")[:300]) for rid, t in outcomes.items()}
+    assert not_passed == set(fault.expected), (
+        f"fault {fault.name}: expected exactly {sorted(fault.expected)} to fail, got {sorted(not_passed)}: {summary}"
+    )
+    for rid, words in fault.expected.items():
+        text = f"{outcomes[rid].get('message') or ''}\n{outcomes[rid].get('longrepr') or ''}"
+        assert words in text, f"fault {fault.name}: {rid} failed without naming the cause ({words!r}): {text[:1500]}"
