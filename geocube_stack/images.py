@@ -136,8 +136,9 @@ def pubsub_emulator_spec(home: Path = PUBSUB_EMULATOR_HOME) -> ImageSpec:
         tag=f"{version}-{REVISION}",
         base=JRE_BASE,
         packages=("openjdk-17-jre-headless",),
-        files={"/opt/pubsub-emulator": home},
-        entrypoint=("/opt/pubsub-emulator/bin/cloud-pubsub-emulator",),
+        files={"/opt/pubsub-emulator": home, "/usr/local/bin/pubsub-emulator": FILES / "pubsub-emulator-entrypoint.sh"},
+        # The raw emulator takes --host/--port; the wrapper also accepts the guide's --host-port.
+        entrypoint=("/usr/local/bin/pubsub-emulator",),
         cmd=("--host-port=0.0.0.0:8085",),
         exposed_ports=("8085/tcp",),
         labels={_VERSION_LABEL: version, _SOURCE_LABEL: "google-cloud-cli-pubsub-emulator"},

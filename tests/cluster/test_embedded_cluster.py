@@ -141,7 +141,10 @@ def test_service_name_resolves_and_clusterip_answers_from_a_pod(
     assert resolved.split()[0] == cluster_ip, f"DNS gave {resolved!r}, the Service has {cluster_ip}"
     short = run_in_pod(kubectl, namespace, "client", "getent hosts web")
     assert short.split()[0] == cluster_ip, "the pod's search path must resolve the short Service name"
-    body = run_in_pod(kubectl, namespace, "client", "curl -sS --max-time 10 http://web/")
+    # kube-proxy programs the Service's rules asynchronously after its endpoint turns ready (seconds on a
+    # loaded 2-core node): retry briefly, then fail with curl's last error.
+    retry = "for i in $(seq 30); do curl -sS --max-time 2 http://web/ && exit 0; sleep 1; done; exit 1"
+    body = run_in_pod(kubectl, namespace, "client", retry)
     assert body.strip() == "hello from web"
 
 

@@ -10,19 +10,17 @@ expected ones, each with a message naming the cause. The healthy run is covered 
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.suite_runs import REPO, outcomes, run_suites
+
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(900)]
 
 
@@ -140,29 +138,20 @@ def inject(fault: Fault, target: Path) -> Path:
 def run_area(fault: Fault, tmp_path: Path) -> dict[str, Any]:
     """Run ``suites/<area>`` against the faulty manifests in a separate pytest process; returns run.json."""
     manifests = inject(fault, tmp_path)
-    run_id = f"fault-{fault.name}"[:40].rstrip("-")
-    report_dir = tmp_path / "reports"
-    command = [
-        sys.executable, "-m", "pytest", f"suites/{fault.area}", "-p", "no:cacheprovider", "-q",
-        "--manifests-dir", str(manifests), "--geocube-report-dir", str(report_dir), "--geocube-run-id", run_id,
-        *(arg for param in fault.params for arg in ("--set", param)), *fault.options,
-    ]  # fmt: skip
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=840, check=False)
-    record = report_dir / run_id / "run.json"
-    assert record.is_file(), f"the faulty run wrote no {record}; its output:\n{result.stdout[-4000:]}{result.stderr}"
-    return dict(json.loads(record.read_text()))
+    options = ["--manifests-dir", str(manifests), *(a for p in fault.params for a in ("--set", p)), *fault.options]
+    return run_suites([f"suites/{fault.area}"], options, tmp_path, f"fault-{fault.name}"[:40].rstrip("-"))
 
 
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
 def test_fault_fails_exactly_its_check(fault: Fault, tmp_path: Path) -> None:
     pytest_skip_unless_root()
     record = run_area(fault, tmp_path)
-    outcomes = {t["requirement_id"]: t for t in record["tests"] if t.get("requirement_id")}
-    not_passed = {rid for rid, t in outcomes.items() if t["status"] != "passed"}
-    summary = {rid: (t["status"], (t.get("message") or "")[:300]) for rid, t in outcomes.items()}
+    checks = outcomes(record)
+    not_passed = {rid for rid, t in checks.items() if t["status"] != "passed"}
+    summary = {rid: (t["status"], (t.get("message") or "")[:300]) for rid, t in checks.items()}
     assert not_passed == set(fault.expected), (
         f"fault {fault.name}: expected exactly {sorted(fault.expected)} to fail, got {sorted(not_passed)}: {summary}"
     )
     for rid, words in fault.expected.items():
-        text = f"{outcomes[rid].get('message') or ''}\n{outcomes[rid].get('longrepr') or ''}"
+        text = f"{checks[rid].get('message') or ''}\n{checks[rid].get('longrepr') or ''}"
         assert words in text, f"fault {fault.name}: {rid} failed without naming the cause ({words!r}): {text[:1500]}"

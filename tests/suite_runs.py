@@ -1,0 +1,31 @@
+"""Run the acceptance suites in a separate pytest process, as a user would, and read the run's record."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_suites(
+    paths: list[str], options: list[str], tmp_path: Path, run_id: str, *, timeout: float = 840
+) -> dict[str, Any]:
+    """``pytest <paths> <options>`` from the repository root; returns its ``run.json`` (AssertionError if none)."""
+    report_dir = tmp_path / "reports"
+    command = [
+        sys.executable, "-m", "pytest", *paths, "-p", "no:cacheprovider", "-q",
+        "--geocube-report-dir", str(report_dir), "--geocube-run-id", run_id, *options,
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False)
+    record = report_dir / run_id / "run.json"
+    assert record.is_file(), f"the run wrote no {record}; its output:\n{result.stdout[-4000:]}{result.stderr[-2000:]}"
+    return dict(json.loads(record.read_text()))
+
+
+def outcomes(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Requirement id → its test entry."""
+    return {t["requirement_id"]: t for t in record["tests"] if t.get("requirement_id")}
