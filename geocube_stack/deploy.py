@@ -269,6 +269,9 @@ def port_forward(deployment: Deployment, target: str, remote_port: int, *, timeo
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def render_yaml(messaging: str, storage: str, params: Mapping[str, str]) -> str:
