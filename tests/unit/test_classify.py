@@ -84,6 +84,11 @@ def test_waiting_reasons_that_never_resolve_alone(reason: str, message: str, exp
     assert failure.describe().startswith(f"Pod/apiserver-7d9f container apiserver: {reason}: ")
 
 
+def test_a_slow_kubelet_cache_sync_is_not_a_failure() -> None:
+    message = "failed to sync secret cache: timed out waiting for the condition"
+    assert classify_pod(pod(waiting("CreateContainerConfigError", message)), NOW) is None
+
+
 def test_crash_loop_is_tolerated_for_a_few_restarts_then_reported_with_previous_logs() -> None:
     last = {"lastState": {"terminated": {"exitCode": 2, "reason": "Error"}}}
     assert classify_pod(pod(waiting("CrashLoopBackOff", restarts=CRASHLOOP_RESTARTS - 1, **last)), NOW) is None
