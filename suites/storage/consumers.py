@@ -8,11 +8,13 @@ on exit, even when the check fails; the queued orders are then consumed (and ski
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from fixtures.deployed import AUTOSCALED_LABEL, autoscaler_config
 from fixtures.podwatch import PodWatch
 from fixtures.stack import Stack
+from fixtures.waits import watch_until
 
 
 @contextlib.contextmanager
@@ -47,3 +49,24 @@ def paused_consumers(stack: Stack, *, timeout: float = 120) -> Iterator[None]:
         kube.apps.patch_namespaced_deployment_scale(
             name, namespace, {"spec": {"replicas": autoscaler_replicas}}, _request_timeout=15
         )
+        # Leave the stack as found: the next check may judge the workloads' readiness.
+        watch_until(
+            kube.apps.list_namespaced_deployment,
+            namespace,
+            description=f"Deployment/{name} available again ({autoscaler_replicas} replicas)",
+            timeout=timeout,
+            predicate=lambda objs: _ready(objs.get(name), "availableReplicas") >= autoscaler_replicas,
+            field_selector=f"metadata.name={name}",
+        )
+        watch_until(
+            kube.core.list_namespaced_replication_controller,
+            namespace,
+            description=f"ReplicationController/{autoscaler.rc} ready again ({rc_replicas} replicas)",
+            timeout=timeout,
+            predicate=lambda objs: _ready(objs.get(autoscaler.rc), "readyReplicas") >= rc_replicas,
+            field_selector=f"metadata.name={autoscaler.rc}",
+        )
+
+
+def _ready(obj: Mapping[str, Any] | None, field: str) -> int:
+    return int(((obj or {}).get("status") or {}).get(field) or 0)
