@@ -81,6 +81,13 @@ FAULTS = (
         {"PLAT-AUTOSCALER-RBAC": "may not create pods"},
     ),
     Fault(
+        "apiserver-service-wrong-port",
+        "platform",
+        (("base/apiserver.yaml", "targetPort: 8080", "targetPort: 8081"),),
+        {"PLAT-VERSION": "did not complete a protocol round-trip"},
+        options=("--geocube-timeouts-wait", "20s"),
+    ),
+    Fault(
         "apiserver-default-service-account",
         "platform",
         (("base/apiserver.yaml", "serviceAccountName: apiserver", "serviceAccountName: default"),),
@@ -91,6 +98,25 @@ FAULTS = (
         "autoscaling",
         (("base/autoscaler.yaml", "- -queue=consolidations", "- -queue=consolidations-worker"),),
         {"AS-SCALE-UP-DOWN": "'consolidations-worker'"},
+    ),
+    # Without the push subscription no job event reaches the server: the queue check names the cause, and
+    # the two checks that need a real job to finish see it stuck (the transport itself still works).
+    Fault(
+        "pubsub-without-push-subscription",
+        "messaging",
+        (
+            (
+                "messaging/pubsub/pubsub-init.yaml",
+                '\\"pushConfig\\":{\\"pushEndpoint\\":\\"http://apiserver:8080/push\\"}',
+                '\\"pushConfig\\":{}',
+            ),
+        ),
+        {
+            "MSG-QUEUES": "no push subscription on topic 'events'",
+            "MSG-APP-PATH": "never reached DONE",
+            "MSG-MALFORMED": "never reached DONE",
+        },
+        options=("--messaging", "pubsub", "--geocube-timeouts-wait", "30s"),
     ),
     Fault(
         "cancelled-jobs-path-not-shared",
