@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from geocube_stack.errors import StackError
-from geocube_stack.gobuild import FAKE_GCS_VERSION, StackBinaries, build_stack_binaries
+from geocube_stack.gobuild import FAKE_GCS_VERSION, GoBinary, StackBinaries, build_stack_binaries
 from geocube_stack.module import GEOCUBE_VERSION
 from localcluster.images import BuiltImage, DebianBase, ImageSpec, build_image, import_image
 
@@ -216,6 +216,13 @@ def stack_specs(binaries: StackBinaries) -> dict[str, ImageSpec]:
         "gcs-emulator": gcs_emulator_spec(binaries),
         "toolbox": toolbox_spec(),
     }
+
+
+def stack_image_refs() -> dict[str, str]:
+    """The manifests' image parameters, known without building anything (specs only record binary paths)."""
+    unbuilt = GoBinary("unbuilt", Path("/unbuilt"), "", "", cgo=False, seconds=0.0, cold_seconds=0.0)
+    specs = stack_specs(StackBinaries(unbuilt, unbuilt, unbuilt, unbuilt))
+    return {IMAGE_PARAMS[key]: spec.ref for key, spec in specs.items()}
 
 
 def build_stack_images(

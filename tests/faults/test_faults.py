@@ -118,6 +118,25 @@ FAULTS = (
         },
         options=("--messaging", "pubsub", "--geocube-timeouts-wait", "30s"),
     ),
+    # The server's user may not enqueue: the transport check names it; the checks that enqueue a real job or
+    # garbage hit the same wall (the queue table itself is intact, so MSG-QUEUES passes).
+    Fault(
+        "pgq-insert-revoked",
+        "messaging",
+        (
+            (
+                "messaging/pgqueue/messaging.yaml",
+                'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE pgq_jobs TO :"role";',
+                'GRANT SELECT, UPDATE, DELETE ON TABLE pgq_jobs TO :"role";',
+            ),
+        ),
+        {
+            "MSG-TRANSPORT": "permission denied for table pgq_jobs",
+            "MSG-MALFORMED": "permission denied for table pgq_jobs",
+            "MSG-APP-PATH": "permission denied for table pgq_jobs",
+        },
+        options=("--geocube-timeouts-wait", "30s"),
+    ),
     Fault(
         "cancelled-jobs-path-not-shared",
         "storage",

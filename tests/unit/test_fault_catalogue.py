@@ -12,8 +12,6 @@ from tests.suite_runs import REPO
 
 # Checks without a fault of their own, and why (see the note in tests/faults/test_faults.py).
 WITHOUT_OWN_FAULT = {
-    # Every other messaging check needs the transport too: any fault that breaks it breaks them all.
-    "MSG-TRANSPORT",
     # The deploy already waits for every workload to be ready (its failures are proven by the framework
     # self-tests); this check re-verifies readiness when the checks run.
     "PLAT-WORKLOADS-READY",

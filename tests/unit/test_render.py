@@ -381,7 +381,7 @@ def write_manifests(pytester: pytest.Pytester) -> Path:
     (root / "apiserver").mkdir(parents=True)
     (root / "apiserver" / "deployment.yaml").write_text(DEPLOYMENT.replace("{{SERVER_IMAGE}}", "{{SERVER_IMG}}"))
     (root / "apiserver" / "config.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {host: '{{DB_HOST}}'}\n"
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {host: '{{DB_HOSTNAME}}'}\n"
     )
     return root
 
@@ -402,7 +402,7 @@ def test_rendered_stack_reports_all_missing_parameters_and_stops_before_any_clus
     result.stdout.fnmatch_lines(
         [
             "*2 missing parameter(s); every {{NAME}} needs a value:",
-            "*DB_HOST: used at apiserver/config.yaml:4",
+            "*DB_HOSTNAME: used at apiserver/config.yaml:4",
             "*SERVER_IMG: used at apiserver/deployment.yaml:14",
             "*Fix: pass each with --set NAME=VALUE*",
         ]
@@ -422,7 +422,7 @@ def test_rendered_stack_warns_about_unused_user_parameters(pytester: pytest.Pyte
     )
     result = pytester.runpytest(
         "-p", "fixtures.plugin", "-p", "no:asyncio", "--manifests-dir", str(root),
-        "--set", "SERVER_IMG=img", "--set", "DB_HOST=db", "--set", "DB_HSOT=typo",
+        "--set", "SERVER_IMG=img", "--set", "DB_HOSTNAME=db", "--set", "DB_HSOT=typo",
     )  # fmt: skip
     result.assert_outcomes(passed=1, warnings=1)
     result.stdout.fnmatch_lines(
