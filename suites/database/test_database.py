@@ -139,7 +139,7 @@ def test_server_user_cannot_run_ddl(database: Database, deployed_server: ServerC
 
 
 @pytest.mark.requirement("DB-AUTH", "a wrong password for the API server's user is rejected (SQLSTATE 28P01)")
-def test_wrong_password_is_rejected(database: Database, deployed_server: ServerConfig) -> None:
+def test_wrong_password_is_rejected(database: Database, deployed_server: ServerConfig, evidence: Any) -> None:
     wrong = deployed_server.db_password + "-wrong"
     try:
         conn = database.connect(password=wrong)
@@ -147,6 +147,7 @@ def test_wrong_password_is_rejected(database: Database, deployed_server: ServerC
         assert connection_sqlstate(err) == "28P01", (
             f"the connection with a wrong password failed, but not as an authentication failure (28P01): {err}"
         )
+        evidence.add("wrong password", f"rejected with SQLSTATE 28P01 (user {deployed_server.db_user})")
         return
     conn.close()
     pytest.fail(
