@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -14,15 +12,6 @@ import pytest
 
 from fixtures.labels import EXPIRES_LABEL, MANAGED_BY_LABEL, RUN_ID_LABEL
 from geocube_acceptance import cli
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No GEOCUBE_* variable of the developer's shell leaks into these tests."""
-    for name in list(os.environ):
-        if name.startswith("GEOCUBE_") and not name.startswith("GEOCUBE_ACCEPTANCE_"):
-            monkeypatch.delenv(name)
-    yield
 
 
 def fake_module(monkeypatch: pytest.MonkeyPatch, name: str, returns: int = 0) -> list[list[str]]:

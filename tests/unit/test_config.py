@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,15 +20,6 @@ from fixtures.config import (
 from fixtures.errors import ConfigError
 
 pytest_plugins = ["pytester"]
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No GEOCUBE_* variable of the developer's shell leaks into these tests."""
-    for name in list(os.environ):
-        if name.startswith("GEOCUBE_") and not name.startswith("GEOCUBE_ACCEPTANCE_"):
-            monkeypatch.delenv(name)
-    yield
 
 
 def profile(tmp_path: Path, text: str, name: str = "profile.toml") -> Path:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,15 +34,6 @@ spec:
         image: {{SERVER_IMAGE}}
         args: ["-dbPassword={{POSTGRES_PASSWORD}}"]
 """
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No GEOCUBE_* variable of the developer's shell leaks into the inner pytest runs."""
-    for name in list(os.environ):
-        if name.startswith("GEOCUBE_") and not name.startswith("GEOCUBE_ACCEPTANCE_"):
-            monkeypatch.delenv(name)
-    yield
 
 
 def tpl(name: str, text: str) -> Template:

@@ -1,0 +1,17 @@
+"""Shared fixtures of the unit self-tests (no cluster)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No GEOCUBE_* variable of the developer's shell leaks into these tests (or their inner pytest runs)."""
+    for name in list(os.environ):
+        if name.startswith("GEOCUBE_") and not name.startswith("GEOCUBE_ACCEPTANCE_"):
+            monkeypatch.delenv(name)
+    yield
