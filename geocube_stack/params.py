@@ -218,6 +218,13 @@ def sql_params(messaging: str) -> dict[str, str]:
     return params
 
 
+# Where the guide's local storage lives on the shared volume (the same paths whatever backs the volume).
+LOCAL_STORAGE_URIS: Mapping[str, str] = {
+    "INGESTION_STORAGE": f"{STORAGE_MOUNT}/ingestion",
+    "CANCELLED_JOBS_STORAGE": f"{STORAGE_MOUNT}/cancelled",
+}
+
+
 def storage_params(storage: str, *, local_host_path: str | None = None, bucket: str = "geocube") -> dict[str, str]:
     """Storage URIs and the shared volume for a storage profile."""
     if storage == "local":
@@ -228,8 +235,7 @@ def storage_params(storage: str, *, local_host_path: str | None = None, bucket: 
             )
         return {
             "STORAGE_VOLUME_SOURCE": f"hostPath: {{path: {local_host_path}, type: DirectoryOrCreate}}",
-            "INGESTION_STORAGE": f"{STORAGE_MOUNT}/ingestion",
-            "CANCELLED_JOBS_STORAGE": f"{STORAGE_MOUNT}/cancelled",
+            **LOCAL_STORAGE_URIS,
         }
     return {
         # Nothing is stored on the volume with gs://, but the templates mount one in every profile.
@@ -268,9 +274,7 @@ def default_params(
     if storage == "gs" or local_host_path is not None:
         params.update(storage_params(storage, local_host_path=local_host_path))
     else:  # a user's cluster brings the shared volume (STORAGE_VOLUME_SOURCE); the URIs stay the guide's
-        params.update(
-            {"INGESTION_STORAGE": f"{STORAGE_MOUNT}/ingestion", "CANCELLED_JOBS_STORAGE": f"{STORAGE_MOUNT}/cancelled"}
-        )
+        params.update(LOCAL_STORAGE_URIS)
     wanted = {p.name for p in parameters_for(messaging, storage)}
     return {name: value for name, value in params.items() if name in wanted}
 

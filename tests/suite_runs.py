@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
+
+
+def require_embedded_cluster() -> None:
+    """Skip with the reason unless this process can run the embedded cluster (root on Linux)."""
+    if platform.system() != "Linux" or os.geteuid() != 0:
+        pytest.skip("deploys on the embedded cluster: root on Linux only")
 
 
 def run_suites(

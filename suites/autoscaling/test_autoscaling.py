@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from fixtures.access import Database
 from fixtures.deployed import AUTOSCALED_LABEL, AutoscalerConfig, ServerConfig
-from fixtures.podwatch import PodWatch
+from fixtures.podwatch import PodEvent, PodWatch
 from fixtures.stack import Stack
 from reports.plugin import incapable
 from suites.autoscaling.backlog import HeldBacklog
@@ -65,21 +66,25 @@ def bursts(watch: PodWatch, since: float) -> list[int]:
     return groups
 
 
-def timeline(watch: PodWatch, origin: float, backlog_at: list[tuple[float, int]]) -> list[dict[str, Any]]:
-    """Pods (live) and backlog after each event, in seconds since ``origin``."""
-    points: list[dict[str, Any]] = []
+def replay(watch: PodWatch) -> Iterator[tuple[PodEvent, int]]:
+    """Every watched event in time order with the number of live pods right after it."""
     live: set[str] = set()
     for event in sorted(watch.events, key=lambda e: e.at):
-        if event.at < origin:
-            if event.kind == "ADDED":
-                live.add(event.pod)
-            continue
         if event.kind == "ADDED":
             live.add(event.pod)
         else:
             live.discard(event.pod)
+        yield event, len(live)
+
+
+def timeline(watch: PodWatch, origin: float, backlog_at: list[tuple[float, int]]) -> list[dict[str, Any]]:
+    """Pods (live) and backlog after each event, in seconds since ``origin``."""
+    points: list[dict[str, Any]] = []
+    for event, pods in replay(watch):
+        if event.at < origin:
+            continue
         backlog = next((b for at, b in reversed(backlog_at) if at <= event.at), None)
-        points.append({"t": round(event.at - origin, 3), "pods": len(live), "backlog": backlog})
+        points.append({"t": round(event.at - origin, 3), "pods": pods, "backlog": backlog})
     for at, backlog in backlog_at:
         points.append({"t": round(at - origin, 3), "pods": None, "backlog": backlog})
     return points
@@ -132,7 +137,7 @@ def test_autoscaler_follows_the_backlog(
             )
             # One more update with the same backlog: the count must hold, not overshoot.
             time.sleep(update + 2)
-            peak = max(_live_counts(watch))
+            peak = max((pods for _, pods in replay(watch)), default=0)
             first_pod = min((e.at for e in watch.events if e.kind == "ADDED" and e.at >= visible), default=None)
             growth = bursts(watch, visible)
             released = backlog.release()
@@ -157,16 +162,3 @@ def test_autoscaler_follows_the_backlog(
     assert made <= deleted | watch.live(), "some pods vanished without a deletion being observed"
     survivors = made - deleted
     assert len(survivors) <= config.minimum, f"pods the autoscaler made were not deleted: {sorted(survivors)}"
-
-
-def _live_counts(watch: PodWatch) -> list[int]:
-    """The live pod count after every event (the peak must be known, not sampled)."""
-    live: set[str] = set()
-    counts = [0]
-    for event in sorted(watch.events, key=lambda e: e.at):
-        if event.kind == "ADDED":
-            live.add(event.pod)
-        else:
-            live.discard(event.pod)
-        counts.append(len(live))
-    return counts

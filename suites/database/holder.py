@@ -18,7 +18,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from fixtures.access import APPLICATION_NAME
-from fixtures.deployed import server_config
+from fixtures.deployed import ServerConfig
 from fixtures.labels import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from fixtures.portforward import service_pod
 from fixtures.stack import Stack
@@ -34,20 +34,27 @@ SCRIPT = (
 class ConnectionHolder:
     """``with ConnectionHolder(stack, n) as holder: holder.wait_holding(observer)`` — n connections held."""
 
-    def __init__(self, stack: Stack, count: int) -> None:
+    def __init__(self, stack: Stack, server: ServerConfig, count: int) -> None:
         if count < 1:
             raise ValueError(f"nothing to hold: {count} connections (is the server already full?)")
         self.stack = stack
+        self.server = server
         self.count = count
         self.name = f"acceptance-conn-holder-{secrets.token_hex(3)}"
 
     def __enter__(self) -> ConnectionHolder:
-        kube, namespace = self.stack.kube, self.stack.namespace
-        server = server_config(kube, namespace)
+        labels = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, "app.kubernetes.io/component": "acceptance-probe"}
+        try:
+            self._create(labels)
+        except BaseException:
+            self.__exit__(None, None, None)  # a half-made holder (the Secret without its pod) is removed too
+            raise
+        return self
+
+    def _create(self, labels: dict[str, str]) -> None:
+        kube, namespace, server = self.stack.kube, self.stack.namespace, self.server
         pod_name, _ = service_pod(kube, namespace, server.db_host, server.db_port)
         image = kube.core.read_namespaced_pod(pod_name, namespace, _request_timeout=15).spec.containers[0].image
-        labels = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, "app.kubernetes.io/component": "acceptance-probe"}
-        # Registered for deletion (by __exit__) before creation: a half-made holder is still removed.
         kube.core.create_namespaced_secret(
             namespace,
             {"metadata": {"name": self.name, "labels": labels}, "stringData": {"password": server.db_password}},
@@ -82,7 +89,6 @@ class ConnectionHolder:
             },
         }
         kube.core.create_namespaced_pod(namespace, pod, _request_timeout=15)
-        return self
 
     def wait_holding(self, observer: psycopg.Connection[Any], *, timeout: float) -> None:
         """Until ``count`` holder connections are open; the pod's failure or the timeout fails the check."""

@@ -179,7 +179,7 @@ def test_connection_limit_is_1024_and_enforced(
     # Opened first: it counts itself, and it can still observe once the server refuses new connections.
     with database.connect(autocommit=True) as observer:
         hold = max_connections - reserved - _client_backends(observer) - HEADROOM
-        with ConnectionHolder(deployed_stack, hold) as holder:
+        with ConnectionHolder(deployed_stack, deployed_server, hold) as holder:
             holder.wait_holding(observer, timeout=180)
             refused: psycopg.OperationalError | None = None
             try:

@@ -11,16 +11,15 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from fixtures.deployed import AUTOSCALED_LABEL, autoscaler_config
+from fixtures.deployed import AUTOSCALED_LABEL, AutoscalerConfig
 from fixtures.podwatch import PodWatch
 from fixtures.stack import Stack
 from fixtures.waits import watch_until
 
 
 @contextlib.contextmanager
-def paused_consumers(stack: Stack, *, timeout: float = 120) -> Iterator[None]:
+def paused_consumers(stack: Stack, autoscaler: AutoscalerConfig, *, timeout: float = 120) -> Iterator[None]:
     kube, namespace = stack.kube, stack.namespace
-    autoscaler = autoscaler_config(kube, namespace)
     name = autoscaler.workload.split("/", 1)[1]
     deployment = kube.apps.read_namespaced_deployment(name, namespace, _request_timeout=15)
     rc = kube.core.read_namespaced_replication_controller(autoscaler.rc, namespace, _request_timeout=15)

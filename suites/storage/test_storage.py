@@ -69,7 +69,7 @@ def test_cancelling_writes_one_flag_per_pending_task(
         f"the server flags cancelled tasks under {root} but the consolidaters ({worker.workload}) look under "
         f"{watched}: cancelled tasks would still be consolidated. Fix: one -cancelledJobs value for both."
     )
-    with paused_consumers(deployed_stack):
+    with paused_consumers(deployed_stack, deployed_autoscaler):
         job_id, _ = start_consolidation(geocube, stack_storage, deployed_server)
         pending = _wait_pending_tasks(geocube, job_id, timeout=120)
         geocube.geocube.CancelJob(geocube.pb.operations.CancelJobRequest(id=job_id), timeout=30)

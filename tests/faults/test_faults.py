@@ -10,8 +10,6 @@ expected ones, each with a message naming the cause. The healthy run is covered 
 
 from __future__ import annotations
 
-import os
-import platform
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.suite_runs import REPO, outcomes, run_suites
+from tests.suite_runs import REPO, outcomes, require_embedded_cluster, run_suites
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -159,11 +157,6 @@ FAULTS = (
 )
 
 
-def pytest_skip_unless_root() -> None:
-    if platform.system() != "Linux" or os.geteuid() != 0:
-        pytest.skip("fault runs deploy on the embedded cluster: root on Linux only")
-
-
 def inject(fault: Fault, target: Path) -> Path:
     """A copy of the reference manifests with ``fault``'s edits; an edit that does not apply once is an error."""
     manifests = target / "manifests"
@@ -189,7 +182,7 @@ def run_area(fault: Fault, tmp_path: Path) -> dict[str, Any]:
 
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
 def test_fault_fails_exactly_its_check(fault: Fault, tmp_path: Path) -> None:
-    pytest_skip_unless_root()
+    require_embedded_cluster()
     record = run_area(fault, tmp_path)
     checks = outcomes(record)
     not_passed = {rid for rid, t in checks.items() if t["status"] != "passed"}

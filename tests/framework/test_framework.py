@@ -10,7 +10,6 @@ for what that run left behind, by its run-id label.
 from __future__ import annotations
 
 import os
-import platform
 import secrets
 import signal
 import subprocess
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 
 from fixtures.labels import RUN_ID_LABEL
-from tests.suite_runs import REPO
+from tests.suite_runs import REPO, require_embedded_cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 
@@ -60,8 +59,7 @@ def test_check(deployed_stack):
 @pytest.fixture(scope="module")
 def kube() -> Iterator[Any]:
     """An API client of the running embedded cluster (root on Linux only)."""
-    if platform.system() != "Linux" or os.geteuid() != 0:
-        pytest.skip("the embedded cluster needs root on Linux")
+    require_embedded_cluster()
     from fixtures.cluster_client import connect
     from localcluster.cluster import ensure_running
 

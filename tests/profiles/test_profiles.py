@@ -9,20 +9,17 @@ reported INCOMPLETE (the emulator has no backlog metric), never as a pass.
 
 from __future__ import annotations
 
-import os
-import platform
 from pathlib import Path
 
 import pytest
 
-from tests.suite_runs import outcomes, run_suites
+from tests.suite_runs import outcomes, require_embedded_cluster, run_suites
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def test_pubsub_and_gs_profiles_pass_and_autoscaling_is_incomplete(tmp_path: Path) -> None:
-    if platform.system() != "Linux" or os.geteuid() != 0:
-        pytest.skip("deploys on the embedded cluster: root on Linux only")
+    require_embedded_cluster()
     record = run_suites(
         ["suites/messaging", "suites/storage", "suites/autoscaling", "suites/platform"],
         ["--messaging", "pubsub", "--storage", "gs"],
