@@ -48,6 +48,19 @@ class JobResult:
     seconds: float
 
 
+@dataclass(frozen=True)
+class PreparedConsolidation:
+    """An indexed input and its layout, ready for Consolidate (names carry ``suffix``)."""
+
+    suffix: str
+    instance_id: str
+    record_id: str
+
+    @property
+    def layout(self) -> str:
+        return f"layout-{self.suffix}"
+
+
 class GeocubeClient:
     """Blocking client over an insecure (h2c) channel to ``target`` (``host:port``)."""
 
@@ -88,6 +101,21 @@ class GeocubeClient:
         cell_size: int = 256,
     ) -> str:
         """Run the scenario up to Consolidate (asynchronous); returns the job id."""
+        prepared = self.prepare_consolidation(
+            container_uri=container_uri, raster=raster, aoi_lonlat=aoi_lonlat, suffix=suffix, cell_size=cell_size
+        )
+        return self.start_consolidation(prepared)
+
+    def prepare_consolidation(
+        self,
+        *,
+        container_uri: str,
+        raster: Raster,
+        aoi_lonlat: tuple[float, float, float, float],
+        suffix: str,
+        cell_size: int = 256,
+    ) -> PreparedConsolidation:
+        """CreateAOI … CreateLayout: everything before Consolidate. IndexDatasets opens the input (GDAL)."""
         pb, t = self.pb, self.timeout
         lon0, lat0, lon1, lat1 = aoi_lonlat
         ring = [(lon0, lat0), (lon1, lat0), (lon1, lat1), (lon0, lat1), (lon0, lat0)]
@@ -149,14 +177,19 @@ class GeocubeClient:
             interlacing_pattern=INTERLACING_PATTERN,
         )
         self.geocube.CreateLayout(pb.layouts.CreateLayoutRequest(layout=layout), timeout=t)
+        return PreparedConsolidation(suffix=suffix, instance_id=instance_id, record_id=record_id)
+
+    def start_consolidation(self, prepared: PreparedConsolidation) -> str:
+        """Consolidate (asynchronous) what :meth:`prepare_consolidation` indexed; returns the job id."""
+        pb = self.pb
         request = pb.operations.ConsolidateRequest(
-            job_name=f"job-{suffix}",
-            instance_id=instance_id,
-            layout_name=f"layout-{suffix}",
+            job_name=f"job-{prepared.suffix}",
+            instance_id=prepared.instance_id,
+            layout_name=prepared.layout,
             execution_level=pb.operations.ExecutionAsynchronous,
-            records=pb.records.RecordIdList(ids=[record_id]),
+            records=pb.records.RecordIdList(ids=[prepared.record_id]),
         )
-        return str(self.geocube.Consolidate(request, timeout=t).job_id)
+        return str(self.geocube.Consolidate(request, timeout=self.timeout).job_id)
 
     def _create_aoi(self, aoi: Any) -> str:
         """CreateAOI, or the id of the identical AOI that exists already (Geocube answers ALREADY_EXISTS)."""
