@@ -52,6 +52,16 @@ def pgqueue_backlog(deployed_server: ServerConfig) -> None:
 
 
 @pytest.fixture
+def valid_flags(deployed_autoscaler: AutoscalerConfig) -> None:
+    """Flags the autoscaler refuses make it log "failed autoscale" each update and never scale."""
+    rejected = deployed_autoscaler.rejected()
+    assert not rejected, (
+        f"{deployed_autoscaler.workload}: the autoscaler rejects its flags ({'; '.join(rejected)}) and will never "
+        "scale. Fix the flags in its Deployment"
+    )
+
+
+@pytest.fixture
 def shared_volume(stack_storage: Storage) -> PodVolumeStorage:
     """The shared local storage volume, where a named pipe can hold a consolidater busy."""
     if not isinstance(stack_storage, PodVolumeStorage):
@@ -61,6 +71,16 @@ def shared_volume(stack_storage: Storage) -> PodVolumeStorage:
             "observed. Run with --storage local to verify it."
         )
     return stack_storage
+
+
+def assert_measures_consolidations(config: AutoscalerConfig, server: ServerConfig) -> None:
+    """The autoscaler counts the queue the server publishes consolidation orders to."""
+    __tracebackhide__ = True
+    assert config.queue == server.consolidations_queue, (
+        f"the autoscaler measures the backlog of queue {config.queue!r}, but the server publishes consolidation "
+        f"orders to {server.consolidations_queue!r}: it would never scale for real jobs. Fix: "
+        f"-queue={server.consolidations_queue}"
+    )
 
 
 def backlog_size(config: AutoscalerConfig) -> int:
@@ -116,7 +136,7 @@ def timeline(watch: PodWatch, origin: float, backlog_at: list[tuple[float, int]]
     "for a backlog the autoscaler creates consolidater pods up to ceil(backlog/ratio), never above max, by at most "
     "step per update, and deletes every pod it made (down to min) once the backlog is gone",
 )
-@pytest.mark.usefixtures("pgqueue_backlog")
+@pytest.mark.usefixtures("pgqueue_backlog", "valid_flags")
 def test_autoscaler_follows_the_backlog(
     deployed_stack: Stack,
     deployed_autoscaler: AutoscalerConfig,
@@ -125,11 +145,7 @@ def test_autoscaler_follows_the_backlog(
     evidence: Any,
 ) -> None:
     config = deployed_autoscaler
-    assert config.queue == deployed_server.consolidations_queue, (
-        f"the autoscaler measures the backlog of queue {config.queue!r}, but the server publishes consolidation "
-        f"orders to {deployed_server.consolidations_queue!r}: it would never scale for real jobs. Fix: "
-        f"-queue={deployed_server.consolidations_queue}"
-    )
+    assert_measures_consolidations(config, deployed_server)
     size = backlog_size(config)
     target = expected_pods(config, size)
     update = config.update_seconds
@@ -205,7 +221,7 @@ def busy_scenario(config: AutoscalerConfig) -> tuple[int, int]:
     "when the backlog shrinks with work left, the autoscaler deletes the pods with the lowest /termination_cost "
     "(idle ones) and the consolidaters busy in a job survive",
 )
-@pytest.mark.usefixtures("pgqueue_backlog")
+@pytest.mark.usefixtures("pgqueue_backlog", "valid_flags")
 def test_shrinking_spares_the_busy_pods(
     deployed_stack: Stack,
     deployed_autoscaler: AutoscalerConfig,
@@ -216,6 +232,7 @@ def test_shrinking_spares_the_busy_pods(
     evidence: Any,
 ) -> None:
     config = deployed_autoscaler
+    assert_measures_consolidations(config, deployed_server)
     assert config.cost_path, (
         "the autoscaler runs without -pod.cost.path: every pod costs 0 to it, so a shrink deletes consolidaters "
         "in the middle of a job as readily as idle ones. Fix: -pod.cost.path=/termination_cost -pod.cost.port=9000"

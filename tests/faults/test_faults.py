@@ -91,11 +91,21 @@ FAULTS = (
         (("base/apiserver.yaml", "serviceAccountName: apiserver", "serviceAccountName: default"),),
         {"PLAT-SERVICE-ACCOUNTS": "uses ServiceAccount 'default'"},
     ),
+    # Measuring the wrong queue breaks all autoscaling, so both autoscaling checks name it.
     Fault(
         "autoscaler-wrong-queue",
         "autoscaling",
         (("base/autoscaler.yaml", "- -queue=consolidations", "- -queue=consolidations-worker"),),
-        {"AS-SCALE-UP-DOWN": "'consolidations-worker'"},
+        {"AS-SCALE-UP-DOWN": "'consolidations-worker'", "AS-SHRINK-KEEPS-BUSY": "'consolidations-worker'"},
+    ),
+    # The autoscaler asks every pod for its cost where nothing listens: it cannot tell busy consolidaters
+    # from idle ones (upstream panics on such a shrink). Scaling up and down to zero never asks, so only the
+    # shrink check fails.
+    Fault(
+        "autoscaler-wrong-cost-port",
+        "autoscaling",
+        (("base/autoscaler.yaml", "- -pod.cost.port=9000", "- -pod.cost.port=9001"),),
+        {"AS-SHRINK-KEEPS-BUSY": "http://<pod IP>:9001/termination_cost"},
     ),
     # Without the push subscription no job event reaches the server: the queue check names the cause, and
     # the two checks that need a real job to finish see it stuck (the transport itself still works).
