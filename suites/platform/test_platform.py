@@ -8,9 +8,12 @@ import pytest
 from kubernetes import client as k8s
 
 from fixtures.checks import GEOCUBE_VERSION
+from fixtures.config import Settings
 from fixtures.deployed import AutoscalerConfig, ServerConfig
+from fixtures.errors import WaitTimeout, WorkloadFailed
 from fixtures.stack import Stack
 from geocube_stack.client import GeocubeClient
+from suites.platform.trial import run_trial_pod
 
 pytestmark = pytest.mark.platform
 
@@ -35,9 +38,11 @@ def test_api_server_answers_version(geocube: GeocubeClient, evidence: Any) -> No
 
 
 @pytest.mark.requirement(
-    "PLAT-WORKLOADS-READY", "every Deployment is available, every ReplicationController ready, every Job complete"
+    "PLAT-WORKLOADS-READY",
+    "every Deployment is available, every ReplicationController ready, every Job complete, and a pod made from "
+    "each ReplicationController's template the way the autoscaler makes workers becomes Ready",
 )
-def test_workloads_are_ready(deployed_stack: Stack, evidence: Any) -> None:
+def test_workloads_are_ready(deployed_stack: Stack, geocube_settings: Settings, evidence: Any) -> None:
     kube, namespace = deployed_stack.kube, deployed_stack.namespace
     states: dict[str, str] = {}
     problems: list[str] = []
@@ -46,7 +51,8 @@ def test_workloads_are_ready(deployed_stack: Stack, evidence: Any) -> None:
         states[f"Deployment/{d.metadata.name}"] = f"{ready}/{want} available"
         if ready < want:
             problems.append(f"Deployment/{d.metadata.name}: {ready}/{want} available")
-    for rc in kube.core.list_namespaced_replication_controller(namespace, _request_timeout=15).items:
+    controllers = kube.core.list_namespaced_replication_controller(namespace, _request_timeout=15).items
+    for rc in controllers:
         want, ready = rc.spec.replicas or 0, rc.status.ready_replicas or 0
         states[f"ReplicationController/{rc.metadata.name}"] = f"{ready}/{want} ready"
         if ready < want:
@@ -59,6 +65,19 @@ def test_workloads_are_ready(deployed_stack: Stack, evidence: Any) -> None:
     evidence.add("workloads", states)
     assert states, f"namespace {namespace} holds no workload"
     assert not problems, "workloads not ready:\n  " + "\n  ".join(problems)
+    # Workers with 0 replicas only run when the autoscaler needs them: prove their template runs now.
+    trials: dict[str, float] = {}
+    for rc in controllers:
+        try:
+            seconds = run_trial_pod(deployed_stack, kube.to_dict(rc), timeout=geocube_settings.timeouts.wait)
+        except (WorkloadFailed, WaitTimeout) as err:
+            pytest.fail(
+                f"a pod from ReplicationController/{rc.metadata.name}'s template, as the autoscaler creates its "
+                f"workers, does not become Ready: {err}",
+                pytrace=False,
+            )
+        trials[f"ReplicationController/{rc.metadata.name}"] = round(seconds, 2)
+    evidence.add("template pods Ready after (s)", trials)
 
 
 def _allowed(deployed_stack: Stack, user: str, verb: str, resource: str, namespace: str) -> bool:

@@ -85,6 +85,14 @@ FAULTS = (
         {"PLAT-VERSION": "did not complete a protocol round-trip"},
         options=("--geocube-timeouts-wait", "20s"),
     ),
+    # The consolidater RC has 0 replicas with pgqueue, so the deploy never starts its template; the autoscaler's
+    # workers would crash as soon as there is work.
+    Fault(
+        "consolidater-without-cancelled-jobs",
+        "platform",
+        (("base/consolidater.yaml", "-cancelledJobs={{CANCELLED_JOBS_STORAGE}}", "-cancelledJobs="),),
+        {"PLAT-WORKLOADS-READY": "ReplicationController/consolidater's template"},
+    ),
     Fault(
         "apiserver-default-service-account",
         "platform",

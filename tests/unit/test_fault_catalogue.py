@@ -11,11 +11,7 @@ from tests.faults.test_faults import FAULTS, Fault
 from tests.suite_runs import REPO
 
 # Checks without a fault of their own, and why (see the note in tests/faults/test_faults.py).
-WITHOUT_OWN_FAULT = {
-    # The deploy already waits for every workload to be ready (its failures are proven by the framework
-    # self-tests); this check re-verifies readiness when the checks run.
-    "PLAT-WORKLOADS-READY",
-}
+WITHOUT_OWN_FAULT: set[str] = set()
 
 
 def requirement_ids() -> set[str]:
