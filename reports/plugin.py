@@ -36,6 +36,8 @@ _CONSOLE_KEY = pytest.StashKey[TextIO]()
 _ConsoleOutput = tuple[TextIO, bool, Callable[[], int]]
 _PREVIOUS_CONSOLE_KEY = pytest.StashKey[_ConsoleOutput | None]()
 
+BLOCKED = "BLOCKED:"
+"""Skip-reason prefix of a check not run because a prerequisite check failed (see the ``prerequisite`` marker)."""
 AREAS = ("database", "messaging", "autoscaling", "storage", "platform")
 DEFAULT_REPORT_DIR = "reports/runs"
 ENV_REPORT_DIR = "GEOCUBE_REPORT_DIR"
@@ -43,6 +45,8 @@ INI_REPORT_DIR = "geocube_report_dir"
 
 _MARKERS = {
     "requirement": "requirement(id, description): the stable requirement id a check verifies, and what it means",
+    "prerequisite": "prerequisite(id, ...): checks this one builds on; when one of them failed earlier in the run, "
+    "this check is skipped as blocked instead of failing again for the same cause",
     **{area: f"{area}: an acceptance check of the {area} area" for area in AREAS},
 }
 
@@ -237,6 +241,19 @@ class _SessionHooks:
     def __init__(self, config: pytest.Config, recorder: RunRecorder) -> None:
         self.config = config
         self.recorder = recorder
+        self._requirement_of: dict[str, str] = {}  # nodeid -> requirement id
+        self._failed: dict[str, str] = {}  # requirement id -> the failure's message, for checks that ran
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        """Skip a check whose prerequisite failed earlier in this run (the report shows one root cause)."""
+        for marker in item.iter_markers("prerequisite"):
+            for prerequisite in marker.args:
+                if prerequisite in self._failed:
+                    pytest.skip(
+                        f"{BLOCKED} prerequisite {prerequisite} failed earlier in this run "
+                        f"({self._failed[prerequisite][:200]}); fix it first"
+                    )
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -254,6 +271,8 @@ class _SessionHooks:
             if error:
                 self.recorder.collection_error(item.nodeid, error)
             self.recorder.register(item.nodeid, meta)
+            if meta.requirement_id:
+                self._requirement_of[item.nodeid] = meta.requirement_id
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         message = longrepr = None
@@ -261,6 +280,9 @@ class _SessionHooks:
             longrepr = report.longreprtext
             crash = getattr(report.longrepr, "reprcrash", None)
             message = getattr(crash, "message", None) or (longrepr.strip().splitlines() or [""])[-1]
+        requirement_id = self._requirement_of.get(report.nodeid)
+        if report.failed and requirement_id:
+            self._failed.setdefault(requirement_id, message or "failed")
         wasxfail = hasattr(report, "wasxfail")
         skip_reason = _skip_reason(report) if report.skipped else None
         if wasxfail:

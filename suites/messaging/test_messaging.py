@@ -114,6 +114,7 @@ def test_messages_are_delivered(
 
 
 @pytest.mark.slow
+@pytest.mark.prerequisite("MSG-TRANSPORT")
 @pytest.mark.requirement(
     "MSG-MALFORMED",
     "a malformed message is dropped (not retried forever) and does not block the queue: a real job completes after it",
@@ -184,6 +185,7 @@ def _pgqueue_garbage(database: Database, queue: str, *, timeout: float) -> str:
     )
 
 
+@pytest.mark.prerequisite("MSG-TRANSPORT")
 @pytest.mark.requirement(
     "MSG-APP-PATH",
     "the application path works: the server publishes orders for a real job, consolidaters consume them and the "

@@ -202,6 +202,58 @@ def test_environment_limitation_and_skips_are_incomplete_never_pass(pytester: py
     assert 'class="timeline-chart"' in (run_dir / "report.html").read_text()
 
 
+def test_a_check_whose_prerequisite_failed_is_blocked_not_failed_again(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_queue="""
+        import pytest
+
+        @pytest.mark.requirement("MSG-TRANSPORT")
+        def test_transport():
+            assert False, "permission denied for table pgq_jobs"
+
+        @pytest.mark.prerequisite("MSG-TRANSPORT")
+        @pytest.mark.requirement("MSG-APP-PATH")
+        def test_app_path():
+            assert False, "never reached"
+
+        @pytest.mark.prerequisite("DB-OTHER")
+        @pytest.mark.requirement("MSG-UNRELATED")
+        def test_unrelated():
+            pass
+        """
+    )
+    result, base = run(pytester)
+    result.assert_outcomes(failed=1, skipped=1, passed=1)
+    data = load(only_run_dir(base))
+    tests = by_req(data)
+    assert data["verdict"] == "FAIL"
+    assert tests["MSG-TRANSPORT"]["status"] == "failed"
+    assert tests["MSG-APP-PATH"]["status"] == "skipped"
+    assert tests["MSG-APP-PATH"]["skip_reason"].startswith("BLOCKED: prerequisite MSG-TRANSPORT failed earlier")
+    assert "permission denied for table pgq_jobs" in tests["MSG-APP-PATH"]["skip_reason"]
+
+
+def test_a_check_runs_when_its_prerequisite_passed_or_was_deselected(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_queue="""
+        import pytest
+
+        @pytest.mark.requirement("MSG-TRANSPORT")
+        def test_transport():
+            pass
+
+        @pytest.mark.prerequisite("MSG-TRANSPORT")
+        @pytest.mark.requirement("MSG-APP-PATH")
+        def test_app_path():
+            pass
+        """
+    )
+    result, _ = run(pytester)
+    result.assert_outcomes(passed=2)
+    result, _ = run(pytester, "-k", "app_path")
+    result.assert_outcomes(passed=1, deselected=1)
+
+
 def test_plain_skip_module_skip_and_deselection_are_incomplete(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_a="""
