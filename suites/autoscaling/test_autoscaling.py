@@ -216,6 +216,7 @@ def busy_scenario(config: AutoscalerConfig) -> tuple[int, int]:
     )
 
 
+@pytest.mark.prerequisite("AS-SCALE-UP-DOWN")
 @pytest.mark.requirement(
     "AS-SHRINK-KEEPS-BUSY",
     "when the backlog shrinks with work left, the autoscaler deletes the pods with the lowest /termination_cost "
