@@ -16,6 +16,7 @@ from fixtures.classify import (
     classify_job,
     classify_pod,
     readiness,
+    restarts,
 )
 from fixtures.masking import Masker
 from fixtures.waits import workload_failed
@@ -336,3 +337,24 @@ def test_failed_job_error_shows_its_latest_pods_logs() -> None:
     )  # type: ignore[arg-type]
     assert "log lines of pod db-init-x1 (container)" in str(error)
     assert core.log_calls[0]["previous"] is False
+
+
+def test_restarts_names_each_restarted_container_with_its_last_exit() -> None:
+    pods = [
+        {
+            "metadata": {"name": "apiserver-1"},
+            "status": {
+                "containerStatuses": [
+                    {
+                        "name": "apiserver",
+                        "restartCount": 3,
+                        "lastState": {"terminated": {"reason": "Error", "exitCode": 1}},
+                    },
+                    {"name": "sidecar", "restartCount": 0},
+                ]
+            },
+        },
+        {"metadata": {"name": "postgresql-1"}, "status": {"containerStatuses": [{"name": "postgresql"}]}},
+    ]
+    assert restarts(pods) == {"apiserver-1/apiserver": "3 restart(s), last Error (exit 1)"}
+    assert restarts([]) == {}
