@@ -91,21 +91,6 @@ class GeocubeClient:
         response = self.geocube.Version(self.pb.version.GetVersionRequest(), timeout=self.timeout)
         return str(response.Version)
 
-    def consolidate(
-        self,
-        *,
-        container_uri: str,
-        raster: Raster,
-        aoi_lonlat: tuple[float, float, float, float],
-        suffix: str,
-        cell_size: int = 256,
-    ) -> str:
-        """Run the scenario up to Consolidate (asynchronous); returns the job id."""
-        prepared = self.prepare_consolidation(
-            container_uri=container_uri, raster=raster, aoi_lonlat=aoi_lonlat, suffix=suffix, cell_size=cell_size
-        )
-        return self.start_consolidation(prepared)
-
     def prepare_consolidation(
         self,
         *,

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from fixtures.classify import TRANSIENT_WAITING_MESSAGES
+from fixtures.classify import transient
 from geocube_stack.errors import DeployError
 from geocube_stack.render import KIND_ORDER, render_profile
 
@@ -182,8 +182,7 @@ def _fail_on_fatal_pods(deployment: Deployment, pods: list[dict[str, Any]]) -> N
     for pod in pods:
         for container in pod.get("status", {}).get("containerStatuses") or []:
             waiting = (container.get("state") or {}).get("waiting") or {}
-            transient = any(m in str(waiting.get("message") or "") for m in TRANSIENT_WAITING_MESSAGES)
-            if waiting.get("reason") in FATAL_WAITING and not transient:
+            if waiting.get("reason") in FATAL_WAITING and not transient(waiting):
                 raise DeployError(
                     f"pod {pod['metadata']['name']} container {container['name']} cannot start: "
                     f"{waiting.get('reason')}: {waiting.get('message')}\n{diagnostics(deployment)}"

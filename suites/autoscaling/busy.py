@@ -63,8 +63,7 @@ class CostReader:
     def read(self, pods: Iterable[str]) -> dict[str, int]:
         """Cost in ms of each pod that answered; a pod silent for longer than ANSWER_GRACE raises AssertionError."""
         costs: dict[str, int] = {}
-        port = self.config.cost_port or 80
-        path = "/" + self.config.cost_path.lstrip("/")  # the autoscaler adds the slash too
+        port, path = self.config.cost_port or 80, self.config.cost_request_path
         for pod in sorted(pods):
             try:
                 body = pod_http_get(self.kube, self.namespace, pod, port, path)

@@ -16,7 +16,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from fixtures.classify import Failure, classify_pod, readiness
+from fixtures.classify import classify_pod, readiness
 from fixtures.errors import WorkloadFailed
 from fixtures.labels import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from fixtures.stack import Stack
@@ -44,14 +44,6 @@ def run_trial_pod(stack: Stack, rc: Mapping[str, Any], *, timeout: float) -> flo
     }
     started = time.monotonic()
     kube.core.create_namespaced_pod(namespace, pod, _request_timeout=15)
-    seen: list[Failure] = []
-
-    def failure(obj: Mapping[str, Any]) -> Failure | None:
-        found = classify_pod(obj, now(), crash_restarts=TRIAL_CRASH_RESTARTS)
-        if found is not None:
-            seen.append(found)
-        return found
-
     try:
         watch_until(
             kube.core.list_namespaced_pod,
@@ -61,11 +53,12 @@ def run_trial_pod(stack: Stack, rc: Mapping[str, Any], *, timeout: float) -> flo
             timeout=timeout,
             # Items of a list carry no "kind"; readiness() needs it to judge a Pod.
             predicate=lambda pods: name in pods and readiness({**pods[name], "kind": "Pod"})[0],
-            fail_on=failure,
+            fail_on=lambda obj: classify_pod(obj, now(), crash_restarts=TRIAL_CRASH_RESTARTS),
         )
         return time.monotonic() - started
-    except WorkloadFailed:
-        raise workload_failed(kube, namespace, seen[-1], stack.masker) from None
+    except WorkloadFailed as err:
+        assert err.failure is not None  # watch_until raises with the failure it recognised
+        raise workload_failed(kube, namespace, err.failure, stack.masker) from None
     finally:
         try:
             kube.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0, _request_timeout=15)

@@ -84,7 +84,9 @@ class TestReferenceStack:
     def test_consolidation_writes_a_cog(self, deployed: DeployedStack, client: GeocubeClient) -> None:
         suffix = secrets.token_hex(4)
         uri = _put_input(deployed, f"inputs/{suffix}.tif", write_geotiff(RASTER))
-        job_id = client.consolidate(container_uri=uri, raster=RASTER, aoi_lonlat=AOI, suffix=suffix)
+        job_id = client.start_consolidation(
+            client.prepare_consolidation(container_uri=uri, raster=RASTER, aoi_lonlat=AOI, suffix=suffix)
+        )
         result = client.wait_job(job_id, timeout=600)
         print(f"consolidation job {job_id}: {' → '.join(result.states_seen)} in {result.seconds:.1f} s")
         outputs = _ingested(deployed, f"layout-{suffix}/")
@@ -112,7 +114,10 @@ class TestReferenceStack:
         watcher.start()
         try:
             # 160 m cells: the 640 m raster covers at least 16 cells, i.e. a backlog of >= 16 tasks.
-            job_id = client.consolidate(container_uri=uri, raster=RASTER, aoi_lonlat=AOI, suffix=suffix, cell_size=16)
+            prepared = client.prepare_consolidation(
+                container_uri=uri, raster=RASTER, aoi_lonlat=AOI, suffix=suffix, cell_size=16
+            )
+            job_id = client.start_consolidation(prepared)
             result: JobResult = client.wait_job(job_id, timeout=900)
             print(f"multi-cell job: {' → '.join(result.states_seen)} in {result.seconds:.1f} s; pods seen {counts}")
             deadline = time.monotonic() + 90
