@@ -2,6 +2,9 @@
 
 Regenerates every format of a run from its ``run.json`` and, with ``--approver``, records a sign-off
 (approver, comment, UTC timestamp, verdict at the time) in ``run.json`` before regenerating.
+
+Exit status: the run's verdict, as the run itself exited (0 SIGN-OFF PASS or PARTIAL, 1 FAIL,
+2 INCOMPLETE, 3 ERROR); 4 when the options or the run directory are unusable.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ from reports.model import RecordError, SignOff, Verdict, load_record, save_recor
 from reports.recorder import mask_record
 from reports.writer import render_all
 
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_RECORD = 3
+EXIT_USAGE = 4
+"""Bad options or an unreadable run directory (pytest's usage-error code): no verdict was read."""
+EXIT_RECORD = EXIT_USAGE
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,7 +97,8 @@ def run_report(args: argparse.Namespace) -> int:
         print(f"signed off by {approver.strip()}")
     for name, path in written.items():
         print(f"{name}: {path}")
-    return EXIT_OK
+    # A nightly job that regenerates or signs off a report must not go green on a failed run.
+    return verdict.exit_code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,7 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     # "report" is the sub-command, unless it is the only positional and names an existing directory.
     if args[:1] == ["report"] and (len(args) == 1 or not args[1].startswith("-") or not Path("report").is_dir()):
         args = args[1:]
-    parsed = build_parser().parse_args(args)
+    try:
+        parsed = build_parser().parse_args(args)
+    except SystemExit as exc:  # argparse exits 2 on bad options, which would read as INCOMPLETE
+        return EXIT_USAGE if exc.code else 0
     return int(parsed.handler(parsed))
 
 

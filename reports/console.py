@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 MIN_INTERVAL = 1.0
+HEARTBEAT = 30.0
+"""A phase outside the checks (build, deploy) prints a line at least this often, so a CI log never looks hung."""
 
 
 @dataclass
@@ -208,3 +210,69 @@ def waiting(what: str, timeout: float, *, interval: float = MIN_INTERVAL) -> Ite
         raise
     finally:
         _display.finish(wait, out, outcome)
+
+
+def line(text: str) -> None:
+    """One whole line on the console, past pytest's capture (progress outside any wait or phase)."""
+    out = _display.resolve()
+    with _display.lock:
+        _write(out, f"{_prefix(out)}{text}\n")
+
+
+@dataclass
+class Phase:
+    """A long phase in progress (build, deploy): ``step()`` announces what it is doing now."""
+
+    name: str
+    log: str | None
+    started: float = field(default_factory=time.monotonic)
+    current: str = "starting"
+    _out: _Output | None = None
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def step(self, message: str) -> None:
+        """Print one progress line now and remember it for the heartbeat."""
+        self.current = message
+        self._line(message)
+
+    def _line(self, text: str) -> None:
+        out = self._out or _display.resolve()
+        with _display.lock:
+            _write(out, f"{_prefix(out)}[geocube] {self.name} +{_clock(self.elapsed)}: {text}\n")
+
+
+@contextmanager
+def phase(name: str, *, log: str | None = None, heartbeat: float = HEARTBEAT) -> Iterator[Phase]:
+    """Whole lines for a phase outside the checks, readable in a CI log as on a terminal.
+
+    A start line (with the log's path), every ``step()``, a heartbeat at least every ``heartbeat`` seconds
+    naming the step still running, and an end line with the duration. Written past pytest's capture.
+    """
+    current = Phase(name=name, log=log, _out=_display.resolve())
+    current._line(f"started{f' (log: {log})' if log else ''}")
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(heartbeat):
+            current._line(f"still running: {current.current}{f' (log: {log})' if log else ''}")
+
+    thread = threading.Thread(target=beat, name=f"geocube-{name}-heartbeat", daemon=True)
+    thread.start()
+    outcome = "done"
+    try:
+        yield current
+    except BaseException as exc:
+        outcome = f"failed ({type(exc).__name__})"
+        raise
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        current._line(f"{outcome} in {_clock(current.elapsed)}")
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

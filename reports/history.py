@@ -1,7 +1,9 @@
-"""Run history: one JSON line per run in ``<report base dir>/history.jsonl``.
+"""Run history: one JSON line per acceptance run in ``<report base dir>/history.jsonl``.
 
-Each run is compared with the previous one (newly failing, fixed, still failing, flaky, new and removed
-checks) and every check's duration is followed over the last runs.
+Each run is compared with the previous *comparable* run — same cluster, same profile, same selection of
+requirements — (newly failing, fixed, still failing, flaky, new and removed checks), and every check's
+duration is followed over the last comparable runs. Runs of another cluster, profile or selection, and
+lines written before runs carried a key, are never compared with it.
 """
 
 from __future__ import annotations
@@ -24,14 +26,30 @@ SLOWER_MIN_SECONDS = 1.0
 """A check is "slower" when it took 1.5x its previous median and at least a second more."""
 
 
+def comparison_key(record: RunRecord) -> dict[str, str]:
+    """What two runs must share to be compared: the cluster, the profile and the selected requirements."""
+    cluster = record.inventory.get("cluster")
+    if isinstance(cluster, dict):
+        cluster_text = f"{cluster.get('server')} (context {cluster.get('context')})"
+    else:
+        cluster_text = "unknown"
+    selected = sorted(
+        {t.requirement_id for t in record.tests if t.requirement_id and t.status is not Status.DESELECTED}
+    )
+    applicable = sorted(r.id for r in record.catalogue or [] if r.applicable)
+    selection = "all applicable requirements" if selected and selected == applicable else ",".join(selected)
+    return {"cluster": cluster_text, "profile": str(record.inventory.get("profile")), "selection": selection}
+
+
 def entry_for(record: RunRecord) -> dict[str, Any]:
-    """The history line for a run: its verdict and each check's status and duration."""
+    """The history line for a run: its key, verdict and each check's status and duration."""
     return {
         "run_id": record.run_id,
         "started_at": record.started_at,
         "finished_at": record.finished_at,
         "verdict": record.verdict.value,
         "profile": record.inventory.get("profile"),
+        "key": comparison_key(record),
         "tests": {t.nodeid: {"status": t.status.value, "duration": t.duration} for t in record.tests},
     }
 
@@ -60,9 +78,13 @@ def read(path: Path) -> tuple[list[dict[str, Any]], int]:
 
 
 def compare(previous: list[dict[str, Any]], record: RunRecord) -> HistoryDiff:
-    """What changed between the last of ``previous`` (a run other than this one) and ``record``."""
-    earlier = [e for e in previous if e.get("run_id") != record.run_id]
+    """What changed between the last comparable run of ``previous`` (not this one) and ``record``."""
+    key = comparison_key(record)
+    others = [e for e in previous if e.get("run_id") != record.run_id]
+    earlier = [e for e in others if e.get("key") == key]
     diff = HistoryDiff(flaky=sorted(t.nodeid for t in record.tests if t.status is Status.FLAKY))
+    diff.key = key
+    diff.incomparable_runs = len(others) - len(earlier)
     failing_now = {t.nodeid for t in record.tests if t.status in FAILING and t.status is not Status.FLAKY}
     current = {t.nodeid: t for t in record.tests}
     if earlier:

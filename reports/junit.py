@@ -86,12 +86,12 @@ def _testcase(suite: ET.Element, test: TestResult) -> None:
 def render(record: RunRecord) -> str:
     tests = record.tests
     failures = sum(t.status in (Status.FAILED, Status.FLAKY, Status.XPASSED) for t in tests)
-    errors = sum(t.status is Status.ERROR for t in tests) + len(record.collection_errors)
+    errors = sum(t.status is Status.ERROR for t in tests) + len(record.collection_errors) + len(record.session_errors)
     skipped = sum(
         t.status not in (Status.PASSED, Status.FAILED, Status.FLAKY, Status.XPASSED, Status.ERROR) for t in tests
     )
     counts = {
-        "tests": str(len(tests) + len(record.collection_errors)),
+        "tests": str(len(tests) + len(record.collection_errors) + len(record.session_errors)),
         "failures": str(failures),
         "errors": str(errors),
         "skipped": str(skipped),
@@ -117,6 +117,23 @@ def render(record: RunRecord) -> str:
         _prop(props, "kubernetes_version", kube["version"])
     for signoff in record.signoffs:
         _prop(props, "signoff", f"{signoff.approver} at {signoff.timestamp}: {signoff.comment}")
+    for session_error in record.session_errors:
+        # A CI dashboard shows the reason the run stopped as an error case of its own, first.
+        case = ET.SubElement(
+            suite, "testcase", classname="geocube-acceptance.session", name=session_error.phase, time="0.000"
+        )
+        ET.SubElement(
+            case,
+            "error",
+            message=_clean(session_error.message.strip().splitlines()[0], 1000)
+            if session_error.message.strip()
+            else "failed",
+            type="session",
+        ).text = _clean(session_error.message)
+    for phase in record.phases:
+        _prop(props, f"phase.{phase.name}", f"{phase.status} in {phase.duration:.1f}s")
+    for defect in record.known_defects:
+        _prop(props, f"known_defect.{defect.id}", "observed" if defect.observed else "expected but not observed")
     for error in record.collection_errors:
         classname, name = _names(error.nodeid)
         case = ET.SubElement(suite, "testcase", classname=classname, name=name, time="0.000")

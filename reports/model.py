@@ -14,7 +14,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
+"""Schema 1 records (no catalogue, phases, session errors nor known defects) still load: their coverage is unknown."""
 RUN_JSON = "run.json"
 
 ENVIRONMENT_LIMITATION = "ENVIRONMENT-LIMITATION:"
@@ -45,13 +47,38 @@ FAILING = frozenset({Status.FAILED, Status.ERROR, Status.FLAKY})
 
 
 class Verdict(StrEnum):
+    """What a run proved, from the most to the least: only PASS signs a release off."""
+
     PASS = "PASS"
-    FAIL = "FAIL"
+    """Every requirement that applies to the profile ran and passed."""
+    PARTIAL = "PARTIAL"
+    """Every selected check passed, but the selection (paths, -k, -m) left applicable requirements out."""
     INCOMPLETE = "INCOMPLETE"
+    """Nothing failed, but a selected check could not run here (environment, skip, interruption)."""
+    FAIL = "FAIL"
+    """A check failed, errored or passed only on rerun, or the suite itself is inconsistent."""
+    ERROR = "ERROR"
+    """The run could not perform its checks: build, render, cluster or deploy failed before them."""
 
     @property
     def label(self) -> str:
         return "SIGN-OFF PASS" if self is Verdict.PASS else self.value
+
+    @property
+    def exit_code(self) -> int:
+        """The process exit status of a run with this verdict (``run``, plain ``pytest`` and ``report`` alike)."""
+        return EXIT_CODES[self]
+
+
+EXIT_CODES: dict[Verdict, int] = {
+    Verdict.PASS: 0,
+    Verdict.PARTIAL: 0,  # a targeted run whose checks all passed; its verdict still says what was left out
+    Verdict.FAIL: 1,
+    Verdict.INCOMPLETE: 2,
+    Verdict.ERROR: 3,
+}
+"""Documented in README.md ("Verdicts and exit codes") and ``geocube-acceptance --help``; 4 stays pytest's
+usage error (bad options: nothing ran, no report)."""
 
 
 @dataclass
@@ -106,6 +133,56 @@ class CollectionError:
 
 
 @dataclass
+class Requirement:
+    """One entry of the requirement catalogue, as it applied to this run's profile."""
+
+    id: str
+    area: str
+    title: str
+    applicable: bool = True
+    not_applicable_because: str | None = None
+
+
+@dataclass
+class SessionError:
+    """The run stopped before or outside its checks: what failed, in which phase, and the fix."""
+
+    phase: str  # build | cluster | render | deploy | session
+    message: str
+
+
+@dataclass
+class RunPhase:
+    """Work the run did outside any check (build, deploy), timed on its own and never charged to a check."""
+
+    name: str
+    status: str  # passed | failed
+    duration: float
+    started_at: str | None = None
+    log: str | None = None
+    message: str | None = None
+    during: str | None = None
+    """The check whose setup triggered it; the phase's time is taken out of that check's duration."""
+
+
+@dataclass
+class KnownDefect:
+    """A register entry of a known defect of the system under test, and what this run saw of it."""
+
+    id: str
+    title: str
+    requirement_id: str
+    observed: bool
+    expected: bool
+    """The register says it occurs on this run's version and profile."""
+    evidence: str | None = None
+    nodeid: str | None = None
+    reference: str = ""
+    affects: str = ""
+    explanation: str = ""
+
+
+@dataclass
 class SignOff:
     approver: str
     comment: str
@@ -129,6 +206,10 @@ class HistoryDiff:
     """Per test, its durations over the last runs, oldest first, this run last."""
     slower: list[str] = field(default_factory=list)
     """Tests markedly slower than their median over the previous runs."""
+    key: dict[str, str] = field(default_factory=dict)
+    """What the compared runs share: cluster, profile and selection (see ``reports.history.comparison_key``)."""
+    incomparable_runs: int = 0
+    """Earlier runs in the history left out of the comparison (another cluster, profile or selection)."""
 
 
 @dataclass
@@ -145,6 +226,11 @@ class RunRecord:
     command: list[str] = field(default_factory=list)
     history: HistoryDiff | None = None
     signoffs: list[SignOff] = field(default_factory=list)
+    catalogue: list[Requirement] | None = None
+    """The requirements of the suite for this profile; ``None``: unknown, so coverage cannot be proven."""
+    session_errors: list[SessionError] = field(default_factory=list)
+    phases: list[RunPhase] = field(default_factory=list)
+    known_defects: list[KnownDefect] = field(default_factory=list)
     schema: int = SCHEMA_VERSION
 
     @property
@@ -174,9 +260,9 @@ class RunRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
         schema = data.get("schema")
-        if schema != SCHEMA_VERSION:
+        if schema not in READABLE_SCHEMAS:
             raise RecordError(
-                f"run record schema {schema!r} is not supported: expected {SCHEMA_VERSION}; "
+                f"run record schema {schema!r} is not supported: expected one of {READABLE_SCHEMAS}; "
                 "regenerate it with the suite version that wrote it"
             )
         try:
@@ -202,6 +288,10 @@ class RunRecord:
                     )
                     for s in data.get("signoffs", [])
                 ],
+                catalogue=None if data.get("catalogue") is None else [Requirement(**r) for r in data["catalogue"]],
+                session_errors=[SessionError(**e) for e in data.get("session_errors", [])],
+                phases=[RunPhase(**p) for p in data.get("phases", [])],
+                known_defects=[KnownDefect(**d) for d in data.get("known_defects", [])],
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RecordError(f"run record is malformed: {type(exc).__name__}: {exc}") from exc
@@ -225,13 +315,24 @@ def _test_from_dict(data: dict[str, Any]) -> TestResult:
 
 
 def compute_verdict(record: RunRecord) -> tuple[Verdict, list[str]]:
-    """SIGN-OFF PASS only if every check passed; FAIL if any failed, errored or was flaky; else INCOMPLETE.
+    """The verdict and its reasons; never more than the run proved.
 
-    Returns the verdict and the human-readable reasons for it.
+    ERROR if the run could not perform its checks; FAIL if a check failed, errored or was flaky (or the
+    suite is inconsistent); INCOMPLETE if a selected check could not run; PARTIAL if the selection left
+    applicable requirements out; SIGN-OFF PASS only when every applicable requirement ran and passed.
+    What was left out is named whatever the verdict.
     """
     by_status: dict[Status, list[str]] = {}
     for test in record.tests:
         by_status.setdefault(test.status, []).append(test.requirement_id or test.nodeid)
+    coverage = _coverage(record)
+
+    if record.session_errors:
+        errors = [f"{e.phase} failed: {_first_line(e.message)}" for e in record.session_errors]
+        not_run = [t.requirement_id or t.nodeid for t in record.tests if t.status in (Status.UNRUN, Status.ERROR)]
+        if not_run:
+            errors.append(f"{len(not_run)} check(s) could not run because of it: {', '.join(not_run)}")
+        return Verdict.ERROR, errors + coverage.gaps
 
     failing: list[str] = []
     for status in (Status.FAILED, Status.ERROR, Status.FLAKY):
@@ -242,8 +343,9 @@ def compute_verdict(record: RunRecord) -> tuple[Verdict, list[str]]:
             f"{len(record.collection_errors)} collection error(s): "
             + ", ".join(e.nodeid for e in record.collection_errors)
         )
+    failing += coverage.inconsistencies
     if failing:
-        return Verdict.FAIL, failing
+        return Verdict.FAIL, failing + coverage.gaps
 
     unverified: list[str] = []
     explanations = {
@@ -252,18 +354,71 @@ def compute_verdict(record: RunRecord) -> tuple[Verdict, list[str]]:
         Status.XFAILED: "expected failure (known defect)",
         Status.XPASSED: "unexpectedly passed an xfail (review the marker)",
         Status.UNRUN: "not run",
-        Status.DESELECTED: "deselected (-k/-m)",
     }
     for status, why in explanations.items():
         if by_status.get(status):
             unverified.append(f"{len(by_status[status])} {why}: {', '.join(by_status[status])}")
     if record.interrupted:
         unverified.append("the run was interrupted before it finished")
-    if not record.tests:
-        unverified.append("no check was collected")
+    if not any(t.status is not Status.DESELECTED for t in record.tests):
+        unverified.append("no check was selected")
     if unverified:
-        return Verdict.INCOMPLETE, unverified
-    return Verdict.PASS, [f"all {len(record.tests)} checks passed"]
+        return Verdict.INCOMPLETE, unverified + coverage.gaps
+    if coverage.gaps:
+        passed = len(by_status.get(Status.PASSED, []))
+        return Verdict.PARTIAL, [f"all {passed} selected checks passed, but this is not a sign-off:", *coverage.gaps]
+    return Verdict.PASS, [coverage.summary or f"all {len(record.tests)} checks passed"]
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] if lines else "no message"
+
+
+@dataclass
+class _Coverage:
+    gaps: list[str] = field(default_factory=list)
+    """Applicable requirements the run did not select, with why (or that the catalogue is unknown)."""
+    inconsistencies: list[str] = field(default_factory=list)
+    """Checks whose requirement is not in the catalogue: the suite and its catalogue disagree."""
+    summary: str | None = None
+
+
+def _coverage(record: RunRecord) -> _Coverage:
+    """Compare the selected checks with the requirements that apply to the run's profile."""
+    coverage = _Coverage()
+    if record.catalogue is None:
+        coverage.gaps.append(
+            "coverage unknown: the run carries no requirement catalogue, so it cannot show that every "
+            "requirement ran (run the suite through its framework, which loads suites/requirements.toml)"
+        )
+        return coverage
+    known = {r.id for r in record.catalogue}
+    unknown = sorted({t.requirement_id for t in record.tests if t.requirement_id and t.requirement_id not in known})
+    if unknown:
+        coverage.inconsistencies.append(
+            f"check(s) verify requirement(s) missing from the catalogue: {', '.join(unknown)} "
+            "(add them to suites/requirements.toml or fix the marker's id)"
+        )
+    selected = {t.requirement_id for t in record.tests if t.requirement_id and t.status is not Status.DESELECTED}
+    deselected = {t.requirement_id for t in record.tests if t.requirement_id and t.status is Status.DESELECTED}
+    applicable = [r for r in record.catalogue if r.applicable]
+    left_out = [r.id for r in applicable if r.id not in selected]
+    by_deselection = [i for i in left_out if i in deselected]
+    by_paths = [i for i in left_out if i not in deselected]
+    if by_deselection:
+        coverage.gaps.append(f"{len(by_deselection)} requirement(s) deselected (-k/-m): {', '.join(by_deselection)}")
+    if by_paths:
+        coverage.gaps.append(
+            f"{len(by_paths)} requirement(s) not collected (outside the paths given): {', '.join(by_paths)}"
+        )
+    not_applicable = [r for r in record.catalogue if not r.applicable]
+    coverage.summary = f"all {len(applicable)} applicable requirements ran and passed"
+    if not_applicable:
+        coverage.summary += "; not applicable to this profile: " + ", ".join(
+            f"{r.id} ({r.not_applicable_because})" for r in not_applicable
+        )
+    return coverage
 
 
 def load_record(run_dir: Path) -> RunRecord:

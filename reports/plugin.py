@@ -22,6 +22,7 @@ from typing import NoReturn, TextIO
 import pytest
 
 from reports import console
+from reports.defects import DefectWitness
 from reports.evidence import Evidence
 from reports.model import ENVIRONMENT_LIMITATION, Status, Verdict
 from reports.recorder import PhaseReport, ReportConfigError, RunRecorder, TestMeta, validate_run_id
@@ -36,6 +37,13 @@ _CONSOLE_KEY = pytest.StashKey[TextIO]()
 _ConsoleOutput = tuple[TextIO, bool, Callable[[], int]]
 _PREVIOUS_CONSOLE_KEY = pytest.StashKey[_ConsoleOutput | None]()
 
+VERDICT_COLOURS = {
+    Verdict.PASS: "green",
+    Verdict.PARTIAL: "yellow",
+    Verdict.INCOMPLETE: "yellow",
+    Verdict.FAIL: "red",
+    Verdict.ERROR: "red",
+}
 BLOCKED = "BLOCKED:"
 """Skip-reason prefix of a check not run because a prerequisite check failed (see the ``prerequisite`` marker)."""
 AREAS = ("database", "messaging", "autoscaling", "storage", "platform")
@@ -302,11 +310,22 @@ class _SessionHooks:
             )
         )
 
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        """A ``pytest.exit`` from a fixture or hook stops the session: its message is a result, not console noise."""
+        if isinstance(excinfo.value, pytest.exit.Exception) and not self.recorder.session_errors:
+            code = excinfo.value.returncode
+            if code != pytest.ExitCode.INTERRUPTED:
+                self.recorder.session_error("session", str(excinfo.value.msg))
+
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR) or bool(
             session.shouldstop or session.shouldfail
         )
-        self.recorder.finish(exit_status=int(exitstatus), interrupted=interrupted)
+        if not self.recorder.is_acceptance_run:
+            return  # a self-test session: no verdict, no sign-off artefacts, no history, pytest's exit status
+        record = self.recorder.finish(exit_status=int(exitstatus), interrupted=interrupted)
+        # Exit codes follow the verdict (EXIT_CODES), the same for `run`, plain pytest and `report`.
+        session.exitstatus = record.verdict.exit_code
         try:
             self.recorder.write()
         except OSError as exc:
@@ -320,11 +339,22 @@ class _SessionHooks:
         if record is None:
             return
         verdict = record.verdict
-        colour = {Verdict.PASS: "green", Verdict.FAIL: "red", Verdict.INCOMPLETE: "yellow"}[verdict]
+        colour = VERDICT_COLOURS[verdict]
         terminalreporter.section("geocube sign-off report", sep="-", bold=True)
-        terminalreporter.write_line(f"verdict: {verdict.label}", bold=True, **{colour: True})
+        terminalreporter.write_line(
+            f"verdict: {verdict.label} (exit status {verdict.exit_code})", bold=True, **{colour: True}
+        )
         for reason in record.verdict_reasons:
             terminalreporter.write_line(f"  - {reason}")
+        for error in record.session_errors:
+            terminalreporter.write_line(f"{error.phase} failed:", red=True, bold=True)
+            for line in error.message.strip().splitlines():
+                terminalreporter.write_line(f"    {line}")
+        for phase in record.phases:
+            terminalreporter.write_line(f"phase {phase.name}: {phase.status} in {phase.duration:.0f}s")
+        for defect in record.known_defects:
+            seen = "observed" if defect.observed else "NOT observed (expected here: fixed? review the register)"
+            terminalreporter.write_line(f"known defect {defect.id}: {seen}", yellow=True)
         if recorder.write_error:
             terminalreporter.write_line(
                 f"report NOT written to {recorder.run_dir}: {recorder.write_error}", red=True, bold=True
@@ -369,6 +399,22 @@ def get_evidence(item: pytest.Item) -> Evidence:
 def evidence(request: pytest.FixtureRequest) -> Evidence:
     """Record values, scaling timelines and diagnostics files for this check's row in the sign-off report."""
     return get_evidence(request.node)
+
+
+@pytest.fixture
+def known_defects(request: pytest.FixtureRequest) -> DefectWitness:
+    """Recognise a known defect of the system under test in what this check observed (``recognise(text)``)."""
+    meta, _ = test_meta(request.node)
+    return get_recorder(request.config).defect_witness(request.node.nodeid, meta.requirement_id)
+
+
+def abort(
+    config: pytest.Config, phase: str, message: str, *, returncode: int = pytest.ExitCode.USAGE_ERROR
+) -> NoReturn:
+    """Stop the session because it cannot perform its checks; the message is in every report format."""
+    __tracebackhide__ = True
+    get_recorder(config).session_error(phase, message)
+    pytest.exit(message, returncode=returncode)
 
 
 def incapable(reason: str) -> NoReturn:

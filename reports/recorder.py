@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reports import history
+from reports import defects, history
+from reports.defects import DefectEntry, DefectWitness
 from reports.evidence import Evidence
 from reports.masking import Masker
 from reports.model import (
@@ -27,7 +28,11 @@ from reports.model import (
     FAILING,
     Attempt,
     CollectionError,
+    KnownDefect,
+    Requirement,
+    RunPhase,
     RunRecord,
+    SessionError,
     Status,
     TestResult,
 )
@@ -139,6 +144,12 @@ class RunRecorder:
         self._attempts: dict[str, list[_AttemptState]] = {}
         self._evidence: dict[str, Evidence] = {}
         self._collection_errors: list[CollectionError] = []
+        self._catalogue: list[Requirement] | None = None
+        self._session_errors: list[SessionError] = []
+        self._phases: list[RunPhase] = []
+        self._defect_register: list[DefectEntry] = []
+        self._defect_scope: tuple[str | None, dict[str, str]] = (None, {})
+        self._witnesses: dict[str, DefectWitness] = {}
         self._started_wall = datetime.now(UTC)
         self._started = time.monotonic()
         self.record: RunRecord | None = None
@@ -205,6 +216,47 @@ class RunRecorder:
         """Mask every occurrence of this literal value (e.g. a generated password) in the record."""
         self.masker.add_secret(value)
 
+    # -- what the run must cover, and what it did outside its checks -------------------------------
+
+    def set_catalogue(self, requirements: list[Requirement]) -> None:
+        """The requirements of the suite as they apply to this run's profile (see :mod:`reports.catalogue`)."""
+        self._catalogue = list(requirements)
+
+    def set_defect_register(self, entries: list[DefectEntry], *, version: str | None, profile: dict[str, str]) -> None:
+        """The known defects of the system under test, and the version and profile that decide which are expected."""
+        self._defect_register = list(entries)
+        self._defect_scope = (version, dict(profile))
+
+    def defect_witness(self, nodeid: str, requirement_id: str | None) -> DefectWitness:
+        """What the check ``nodeid`` may recognise: the register's entries for its requirement."""
+        if nodeid not in self._witnesses:
+            entries = [e for e in self._defect_register if requirement_id and e.requirement == requirement_id]
+            self._witnesses[nodeid] = DefectWitness(nodeid, entries)
+        return self._witnesses[nodeid]
+
+    def session_error(self, phase: str, message: str) -> None:
+        """The run could not perform its checks (build, cluster, render, deploy): the verdict is ERROR."""
+        if any(e.phase == phase and e.message == message for e in self._session_errors):
+            return  # a session fixture's error is re-raised for every check that needs it
+        self._session_errors.append(SessionError(phase=phase, message=message))
+
+    @property
+    def session_errors(self) -> list[SessionError]:
+        return list(self._session_errors)
+
+    def add_phase(self, phase: RunPhase) -> None:
+        """Work done outside any check (build, deploy); ``phase.during`` names the check it is taken out of."""
+        self._phases.append(phase)
+
+    @property
+    def is_acceptance_run(self) -> bool:
+        """Whether this session ran (or selected) acceptance checks: only those write sign-off reports and history.
+
+        A self-test session (``pytest tests/unit``) loads the plugin through the root conftest but collects no
+        check with a requirement marker, and must leave the sign-off history alone.
+        """
+        return bool(self._session_errors) or any(t.requirement_id for t in self._tests.values())
+
     # -- tests ----------------------------------------------------------------------------------------
 
     def evidence_for(self, nodeid: str) -> Evidence:
@@ -258,6 +310,11 @@ class RunRecorder:
         """Freeze the record: attempts folded into statuses, evidence attached, secrets masked."""
         for nodeid, attempts in self._attempts.items():
             _fold_attempts(self._tests[nodeid], attempts)
+        self._take_phases_out_of_checks()
+        titles = {r.id: r.title for r in self._catalogue or []}
+        for test in self._tests.values():
+            if test.requirement_id in titles:
+                test.requirement = titles[test.requirement_id]
         for nodeid, evidence in self._evidence.items():
             test = self._tests.setdefault(nodeid, TestResult(nodeid=nodeid))
             test.evidence = dict(evidence.values)
@@ -278,9 +335,38 @@ class RunRecorder:
             interrupted=interrupted,
             exit_status=exit_status,
             command=self.command,
+            catalogue=None if self._catalogue is None else list(self._catalogue),
+            session_errors=list(self._session_errors),
+            phases=list(self._phases),
+            known_defects=self._known_defects(),
         )
-        self.record = mask_record(record, self.masker)
+        record = mask_record(record, self.masker)
+        # The process exits with the verdict's code (the plugin sets it), whatever pytest's status was.
+        record.exit_status = record.verdict.exit_code
+        self.record = record
         return self.record
+
+    def _take_phases_out_of_checks(self) -> None:
+        """A build or deploy triggered by a check's setup is reported as a phase, not as the check's time."""
+        for phase in self._phases:
+            test = self._tests.get(phase.during or "")
+            if test is None:
+                continue
+            if len(test.attempts) <= 1:
+                test.duration = round(max(0.0, test.duration - phase.duration), 3)
+            if test.attempts:  # the phase ran in the setup of the first attempt
+                first = test.attempts[0]
+                first.duration = round(max(0.0, first.duration - phase.duration), 3)
+
+    def _known_defects(self) -> list[KnownDefect]:
+        ran = {
+            t.requirement_id: t.nodeid
+            for t in self._tests.values()
+            if t.requirement_id and t.status in (Status.PASSED, Status.FLAKY, Status.FAILED)
+        }
+        observations = [o for w in self._witnesses.values() for o in w.observations]
+        version, profile = self._defect_scope
+        return defects.summarise(self._defect_register, observations, version=version, profile=profile, ran=ran)
 
     def write(self) -> dict[str, Path]:
         """Append to the history, then write run.json and every format into the run directory."""
@@ -355,6 +441,14 @@ def mask_record(record: RunRecord, masker: Masker) -> RunRecord:
             attachment.label = masker.text(attachment.label)
     for error in record.collection_errors:
         error.message = masker.text(error.message)
+    for session_error in record.session_errors:
+        session_error.message = masker.text(session_error.message)
+    for phase in record.phases:
+        if phase.message is not None:
+            phase.message = masker.text(phase.message)
+    for defect in record.known_defects:
+        if defect.evidence is not None:
+            defect.evidence = masker.text(defect.evidence)
     for signoff in record.signoffs:
         signoff.comment = masker.text(signoff.comment)
     return record

@@ -24,7 +24,8 @@ h1 { font-size: 22px; margin: 8px 0 12px; } h2 { font-size: 18px; margin-top: 32
 .verdict h2 { margin: 0 0 6px; border: 0; font-size: 24px; letter-spacing: .5px; }
 .verdict ul { margin: 0; padding-left: 20px; }
 .verdict.PASS { background: var(--pass); } .verdict.FAIL { background: var(--fail); }
-.verdict.INCOMPLETE { background: var(--warn); }
+.verdict.INCOMPLETE, .verdict.PARTIAL { background: var(--warn); } .verdict.ERROR { background: var(--fail); }
+.session-error { border-left: 4px solid var(--fail); padding: 4px 12px; }
 table { border-collapse: collapse; width: 100%; margin: 8px 0 16px; }
 th, td { border: 1px solid var(--line); padding: 5px 8px; text-align: left; vertical-align: top; }
 td code, td .evidence, td.wrap { overflow-wrap: anywhere; } td.nowrap { white-space: nowrap; }
@@ -80,9 +81,15 @@ def render(record: RunRecord) -> str:
         + "".join(f"<li>{escape(fmt.masked(r))}</li>" for r in reasons)
         + "</ul></section>"
     )
+    for error in record.session_errors:
+        body.append(
+            f'<section class="session-error" id="session-error-{escape(error.phase)}">'
+            f"<h2>The run stopped: {escape(error.phase)} failed</h2>"
+            f"<pre>{escape(fmt.masked(error.message))}</pre></section>"
+        )
     body.append(
-        '<nav><a href="#requirements">Requirements</a><a href="#failures">Failures</a>'
-        '<a href="#timelines">Timelines</a><a href="#history">History</a>'
+        '<nav><a href="#requirements">Requirements</a><a href="#coverage">Coverage</a>'
+        '<a href="#failures">Failures</a><a href="#timelines">Timelines</a><a href="#history">History</a>'
         '<a href="#inventory">Inventory</a></nav>'
     )
     suite = inv.suite or {}
@@ -95,7 +102,7 @@ def render(record: RunRecord) -> str:
                 ("Profile", inv.profile or fmt.NOT_REPORTED),
                 ("Suite version", suite.get("version", fmt.NOT_REPORTED)),
                 ("Suite commit", suite.get("commit", fmt.NOT_REPORTED)),
-                ("pytest exit status", f"{record.exit_status}{' (interrupted)' if record.interrupted else ''}"),
+                ("Exit status", f"{record.exit_status}{' (interrupted)' if record.interrupted else ''}"),
                 ("Command", fmt.command(record)),
             ],
             ("Run", "Value"),
@@ -104,7 +111,10 @@ def render(record: RunRecord) -> str:
     body.append(_signoff(record))
     summary = [(k, str(v)) for k, v in record.summary().items() if v]
     body.append("<h2>Summary</h2>" + _kv_table(summary or [("none", "0")], ("Status", "Checks")))
+    body.append(_phases(record))
     body.append(_requirements(record))
+    body.append(_coverage(record))
+    body.append(_known_defects(record))
     body.append(_failures(record))
     body.append(_timelines(record))
     body.append(_history(record))
@@ -239,17 +249,78 @@ def _obs(value: object) -> str:
     return f"{value:g}" if isinstance(value, int | float) else escape(str(value))
 
 
+def _phases(record: RunRecord) -> str:
+    if not record.phases:
+        return ""
+    rows = "".join(
+        f"<tr><td>{escape(p.name)}</td><td>{escape(p.status)}</td><td>{escape(fmt.duration(p.duration))}</td>"
+        f"<td>{escape(p.started_at or '-')}</td><td><code>{escape(p.log or '-')}</code></td>"
+        f"<td><code>{escape(p.during or '-')}</code></td></tr>"
+        for p in record.phases
+    )
+    return (
+        '<h2 id="phases">Phases outside the checks</h2><p class="muted">Their time is not part of any check.</p>'
+        "<table><tr><th>Phase</th><th>Status</th><th>Duration</th><th>Started</th><th>Log</th>"
+        f"<th>Triggered by</th></tr>{rows}</table>"
+    )
+
+
+def _coverage(record: RunRecord) -> str:
+    head = '<h2 id="coverage">Coverage</h2>'
+    if record.catalogue is None:
+        return head + "<p>No requirement catalogue: this run cannot show that every requirement ran.</p>"
+    ran = {t.requirement_id: t for t in record.tests if t.requirement_id}
+    rows = []
+    for requirement in record.catalogue:
+        test = ran.get(requirement.id)
+        if not requirement.applicable:
+            state = f"not applicable: {requirement.not_applicable_because}"
+        elif test is None:
+            state = "NOT SELECTED (outside the paths given)"
+        else:
+            state = fmt.STATUS_LABELS[test.status]
+        rows.append(
+            f"<tr><td><code>{escape(requirement.id)}</code></td><td>{escape(requirement.area)}</td>"
+            f"<td>{escape(state)}</td></tr>"
+        )
+    return head + "<table><tr><th>Requirement</th><th>Area</th><th>In this run</th></tr>" + "".join(rows) + "</table>"
+
+
+def _known_defects(record: RunRecord) -> str:
+    if not record.known_defects:
+        return ""
+    parts = ['<h2 id="known-defects">Known defects observed</h2>']
+    for defect in record.known_defects:
+        state = "observed" if defect.observed else "expected on this profile but NOT observed (fixed? review the entry)"
+        parts.append(
+            f'<section class="known-defect" id="defect-{escape(defect.id)}"><h3>{escape(defect.id)} — {state}</h3>'
+            f"<p>{escape(defect.title)}</p><ul><li>requirement: <code>{escape(defect.requirement_id)}</code></li>"
+            f"<li>affects: {escape(defect.affects)}</li><li>reference: {escape(defect.reference)}</li></ul>"
+            + (f"<pre>{escape(fmt.masked(defect.evidence))}</pre>" if defect.evidence else "")
+            + (f"<p>{escape(defect.explanation)}</p>" if defect.explanation else "")
+            + "</section>"
+        )
+    return "\n".join(parts)
+
+
 def _history(record: RunRecord) -> str:
     diff = record.history
-    parts = ['<h2 id="history">Changes since the previous run</h2>']
+    parts = ['<h2 id="history">Changes since the previous comparable run</h2>']
     if diff is None:
         parts.append('<p class="muted">No history recorded for this run.</p>')
         return "\n".join(parts)
+    if diff.key:
+        parts.append("<p>Comparable runs share: " + escape("; ".join(f"{k} {v}" for k, v in diff.key.items())) + "</p>")
+    if diff.incomparable_runs:
+        parts.append(
+            f'<p class="muted">{diff.incomparable_runs} earlier run(s) of another cluster, profile or selection '
+            "not compared.</p>"
+        )
     if diff.previous_run_id is None:
-        parts.append("<p>First run in this history.</p>")
+        parts.append("<p>First comparable run in this history.</p>")
     else:
         parts.append(
-            f"<p>Previous run: <code>{escape(diff.previous_run_id)}</code> "
+            f"<p>Previous comparable run: <code>{escape(diff.previous_run_id)}</code> "
             f"(verdict {escape(diff.previous_verdict or '?')})</p>"
         )
     for title, css, nodeids in (

@@ -41,9 +41,17 @@ def render(record: RunRecord) -> str:
     verdict, reasons = record.verdict, record.verdict_reasons
     inv = fmt.inventory(record)
     out: list[str] = [f"# Geocube acceptance run {record.run_id}", ""]
-    marker = {Verdict.PASS: "✅", Verdict.FAIL: "❌", Verdict.INCOMPLETE: "⚠️"}[verdict]
-    out += [f"## Verdict: {marker} {verdict.label}", ""]
+    marker = {
+        Verdict.PASS: "✅",
+        Verdict.PARTIAL: "◐",
+        Verdict.INCOMPLETE: "⚠️",
+        Verdict.FAIL: "❌",
+        Verdict.ERROR: "⛔",
+    }
+    out += [f"## Verdict: {marker[verdict]} {verdict.label}", ""]
     out += [f"- {fmt.masked(r)}" for r in reasons] + [""]
+    for stop in record.session_errors:
+        out += [f"### The run stopped: {stop.phase} failed", "", *_fence(fmt.masked(stop.message)[:MAX_LONGREPR])]
     suite = inv.suite or {}
     out += _table(
         ["Run", "Value"],
@@ -55,7 +63,7 @@ def render(record: RunRecord) -> str:
             ["Profile", inv.profile or fmt.NOT_REPORTED],
             ["Suite version", suite.get("version", fmt.NOT_REPORTED)],
             ["Suite commit", suite.get("commit", fmt.NOT_REPORTED)],
-            ["pytest exit status", str(record.exit_status) + (" (interrupted)" if record.interrupted else "")],
+            ["Exit status", str(record.exit_status) + (" (interrupted)" if record.interrupted else "")],
             ["Command", fmt.command(record)],
         ],
     )
@@ -76,6 +84,9 @@ def render(record: RunRecord) -> str:
     out += ["## Summary", ""]
     out += _table(["Status", "Checks"], [[k, str(v)] for k, v in summary.items()] or [["none", "0"]])
 
+    out += _phases(record)
+    out += _coverage(record)
+    out += _known_defects(record)
     out += _history(record)
 
     out += ["## Requirements", ""]
@@ -126,15 +137,83 @@ def render(record: RunRecord) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def _phases(record: RunRecord) -> list[str]:
+    if not record.phases:
+        return []
+    rows = [
+        [
+            p.name,
+            p.status,
+            fmt.duration(p.duration),
+            p.started_at or "-",
+            p.log or "-",
+            f"`{p.during}`" if p.during else "-",
+        ]
+        for p in record.phases
+    ]
+    return [
+        "## Phases outside the checks",
+        "",
+        "Their time is not part of any check's duration.",
+        "",
+        *_table(["Phase", "Status", "Duration", "Started", "Log", "Triggered by"], rows),
+    ]
+
+
+def _coverage(record: RunRecord) -> list[str]:
+    out = ["## Coverage", ""]
+    if record.catalogue is None:
+        return [*out, "No requirement catalogue: this run cannot show that every requirement ran.", ""]
+    ran = {t.requirement_id: t for t in record.tests if t.requirement_id}
+    rows = []
+    for requirement in record.catalogue:
+        test = ran.get(requirement.id)
+        if not requirement.applicable:
+            state = f"not applicable: {requirement.not_applicable_because}"
+        elif test is None:
+            state = "NOT SELECTED (outside the paths given)"
+        else:
+            state = fmt.STATUS_LABELS[test.status]
+        rows.append([requirement.id, requirement.area, state])
+    return [*out, *_table(["Requirement", "Area", "In this run"], rows)]
+
+
+def _known_defects(record: RunRecord) -> list[str]:
+    if not record.known_defects:
+        return []
+    out = ["## Known defects observed", ""]
+    for defect in record.known_defects:
+        state = "observed" if defect.observed else "expected on this profile but NOT observed (fixed? review the entry)"
+        out += [
+            f"### {defect.id} — {state}",
+            "",
+            defect.title,
+            "",
+            f"- requirement: {defect.requirement_id} (`{defect.nodeid or '-'}`)",
+            f"- affects: {defect.affects}",
+            f"- reference: {defect.reference}",
+            "",
+        ]
+        if defect.evidence:
+            out += ["Evidence:", "", *_fence(fmt.masked(defect.evidence))]
+        if defect.explanation:
+            out += [defect.explanation, ""]
+    return out
+
+
 def _history(record: RunRecord) -> list[str]:
     diff = record.history
-    out = ["## Changes since the previous run", ""]
+    out = ["## Changes since the previous comparable run", ""]
     if diff is None:
         return [*out, "No history recorded for this run.", ""]
+    if diff.key:
+        out += ["Comparable runs share: " + "; ".join(f"{k} {v}" for k, v in diff.key.items()), ""]
+    if diff.incomparable_runs:
+        out += [f"{diff.incomparable_runs} earlier run(s) of another cluster, profile or selection not compared.", ""]
     if diff.previous_run_id is None:
-        out += ["First run in this history.", ""]
+        out += ["First comparable run in this history.", ""]
     else:
-        out += [f"Previous run: {diff.previous_run_id} (verdict {diff.previous_verdict or '?'})", ""]
+        out += [f"Previous comparable run: {diff.previous_run_id} (verdict {diff.previous_verdict or '?'})", ""]
     for title, nodeids in (
         ("Newly failing", diff.newly_failing),
         ("Fixed", diff.fixed),

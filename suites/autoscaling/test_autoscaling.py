@@ -131,11 +131,7 @@ def timeline(watch: PodWatch, origin: float, backlog_at: list[tuple[float, int]]
     return points
 
 
-@pytest.mark.requirement(
-    "AS-SCALE-UP-DOWN",
-    "for a backlog the autoscaler creates consolidater pods up to ceil(backlog/ratio), never above max, by at most "
-    "step per update, and deletes every pod it made (down to min) once the backlog is gone",
-)
+@pytest.mark.requirement("AS-SCALE-UP-DOWN")
 @pytest.mark.usefixtures("pgqueue_backlog", "valid_flags")
 def test_autoscaler_follows_the_backlog(
     deployed_stack: Stack,
@@ -217,11 +213,7 @@ def busy_scenario(config: AutoscalerConfig) -> tuple[int, int]:
 
 
 @pytest.mark.prerequisite("AS-SCALE-UP-DOWN")
-@pytest.mark.requirement(
-    "AS-SHRINK-KEEPS-BUSY",
-    "when the backlog shrinks with work left, the autoscaler deletes the pods with the lowest /termination_cost "
-    "(idle ones) and the consolidaters busy in a job survive",
-)
+@pytest.mark.requirement("AS-SHRINK-KEEPS-BUSY")
 @pytest.mark.usefixtures("pgqueue_backlog", "valid_flags")
 def test_shrinking_spares_the_busy_pods(
     deployed_stack: Stack,

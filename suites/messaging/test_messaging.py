@@ -39,11 +39,7 @@ def pubsub(stack_endpoints: StackEndpoints, deployed_server: ServerConfig) -> Pu
     return PubSub(endpoint.address, deployed_server.pubsub_project)
 
 
-@pytest.mark.requirement(
-    "MSG-QUEUES",
-    "the queues exist: topics events/consolidations, pull subscription consolidations and the push subscription "
-    "events → the API server's /push (Pub/Sub), or a usable pgq_jobs table (pgqueue)",
-)
+@pytest.mark.requirement("MSG-QUEUES")
 def test_queues_exist(deployed_server: ServerConfig, database: Database, pubsub: PubSub | None, evidence: Any) -> None:
     events, consolidations = deployed_server.events_queue, deployed_server.consolidations_queue
     if pubsub is None:
@@ -76,9 +72,7 @@ def test_queues_exist(deployed_server: ServerConfig, database: Database, pubsub:
     )
 
 
-@pytest.mark.requirement(
-    "MSG-TRANSPORT", "a message published to events and one to consolidations are delivered (test-owned subscriber)"
-)
+@pytest.mark.requirement("MSG-TRANSPORT")
 def test_messages_are_delivered(
     deployed_server: ServerConfig, database: Database, pubsub: PubSub | None, evidence: Any
 ) -> None:
@@ -115,10 +109,7 @@ def test_messages_are_delivered(
 
 @pytest.mark.slow
 @pytest.mark.prerequisite("MSG-TRANSPORT")
-@pytest.mark.requirement(
-    "MSG-MALFORMED",
-    "a malformed message is dropped (not retried forever) and does not block the queue: a real job completes after it",
-)
+@pytest.mark.requirement("MSG-MALFORMED")
 def test_malformed_message_does_not_block(
     deployed_server: ServerConfig,
     database: Database,
@@ -186,11 +177,7 @@ def _pgqueue_garbage(database: Database, queue: str, *, timeout: float) -> str:
 
 
 @pytest.mark.prerequisite("MSG-TRANSPORT")
-@pytest.mark.requirement(
-    "MSG-APP-PATH",
-    "the application path works: the server publishes orders for a real job, consolidaters consume them and the "
-    "job's events advance it to DONE",
-)
+@pytest.mark.requirement("MSG-APP-PATH")
 def test_real_job_advances_through_the_queues(consolidation: Consolidation, evidence: Any) -> None:
     states = list(consolidation.job.states_seen)
     evidence.add("job", consolidation.job.job_id)

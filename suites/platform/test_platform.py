@@ -30,18 +30,14 @@ AUTOSCALER_MUST_NOT = (
 )
 
 
-@pytest.mark.requirement("PLAT-VERSION", "the API server answers geocube.Geocube/Version with the pinned version")
+@pytest.mark.requirement("PLAT-VERSION")
 def test_api_server_answers_version(geocube: GeocubeClient, evidence: Any) -> None:
     version = geocube.version()
     evidence.add("version", version)
     assert version == GEOCUBE_VERSION, f"Version answered {version!r}, expected {GEOCUBE_VERSION!r}"
 
 
-@pytest.mark.requirement(
-    "PLAT-WORKLOADS-READY",
-    "every Deployment is available, every ReplicationController ready, every Job complete, and a pod made from "
-    "each ReplicationController's template the way the autoscaler makes workers becomes Ready",
-)
+@pytest.mark.requirement("PLAT-WORKLOADS-READY")
 def test_workloads_are_ready(deployed_stack: Stack, geocube_settings: Settings, evidence: Any) -> None:
     kube, namespace = deployed_stack.kube, deployed_stack.namespace
     states: dict[str, str] = {}
@@ -96,11 +92,7 @@ def _allowed(deployed_stack: Stack, user: str, verb: str, resource: str, namespa
     return answer.status is not None and bool(answer.status.allowed)
 
 
-@pytest.mark.requirement(
-    "PLAT-AUTOSCALER-RBAC",
-    "the autoscaler's ServiceAccount can list/create/delete pods and get replicationcontrollers in its namespace, "
-    "and nothing beyond",
-)
+@pytest.mark.requirement("PLAT-AUTOSCALER-RBAC")
 def test_autoscaler_rbac_is_exact(deployed_stack: Stack, deployed_autoscaler: AutoscalerConfig, evidence: Any) -> None:
     namespace = deployed_stack.namespace
     user = f"system:serviceaccount:{namespace}:{deployed_autoscaler.service_account}"
@@ -124,7 +116,7 @@ def test_autoscaler_rbac_is_exact(deployed_stack: Stack, deployed_autoscaler: Au
     assert not excess, f"{user} has rights it does not need: {', '.join(excess)}. Fix: a namespaced Role only."
 
 
-@pytest.mark.requirement("PLAT-SERVICE-ACCOUNTS", "each workload runs as its intended ServiceAccount, which exists")
+@pytest.mark.requirement("PLAT-SERVICE-ACCOUNTS")
 def test_workloads_run_as_their_service_accounts(
     deployed_stack: Stack, deployed_server: ServerConfig, deployed_autoscaler: AutoscalerConfig, evidence: Any
 ) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from fixtures.cluster_client import connect
 from fixtures.errors import ClusterError
+from reports.model import Verdict
 
 pytest_plugins = ["pytester"]
 
@@ -87,6 +88,6 @@ def test_the_plugin_stops_with_one_message_and_applies_nothing(pytester: pytest.
         "-p", "fixtures.plugin", "-p", "no:asyncio", "--kubeconfig", str(kubeconfig(tmp_path, free_port())),
         "--context", "missing",
     )  # fmt: skip
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert result.ret == Verdict.ERROR.exit_code  # a session error is a result: verdict ERROR
     result.stdout.fnmatch_lines(["*context 'missing' is not in kubeconfig*Fix: pass --context NAME*"])
     assert time.monotonic() - started < 10
