@@ -5,6 +5,15 @@
     geocube-acceptance report RUN_DIR ...                regenerate a run's reports (reports.cli)
     geocube-acceptance gc [--dry-run] [--run-id ID]      delete this suite's expired namespaces
 
+Exit status of run (and of plain pytest on the suites) and of report: the run's verdict.
+
+    0  SIGN-OFF PASS   every requirement that applies to the profile ran and passed
+    0  PARTIAL         every selected check passed, but the selection left requirements out (no sign-off)
+    1  FAIL            a check failed, errored or passed only on rerun
+    2  INCOMPLETE      a selected check could not run here, or the run was interrupted
+    3  ERROR           the run could not perform its checks (build, cluster, render or deploy failed)
+    4  usage error     bad options or input: nothing was run or judged
+
 Subcommands are imported lazily: ``gc`` must not pay for the report renderer, and ``run`` must not
 need the embedded cluster's build machinery unless the suites ask for it.
 """
@@ -25,7 +34,9 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parent.parent
 SUITES = REPO / "suites"
-USAGE = __doc__.split("\n\n")[1] if __doc__ else ""
+USAGE = "\n\n".join(__doc__.split("\n\n")[1:4]) if __doc__ else ""
+EXIT_USAGE = 4
+"""Bad options or input (pytest's usage-error code): 2 would read as the INCOMPLETE verdict."""
 
 # pytest and geocube options that take a separate value: their value is never a test path.
 _VALUE_OPTIONS = frozenset(
@@ -45,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(f"usage:\n{USAGE}")
-        return 0 if args else 2
+        return 0 if args else EXIT_USAGE
     handlers: dict[str, Callable[[list[str]], int]] = {
         "cluster": lambda rest: _delegate("localcluster.cli", "cluster", rest),
         "report": lambda rest: _delegate("reports.cli", "report", rest),
@@ -55,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = handlers.get(args[0])
     if handler is None:
         print(f"geocube-acceptance: unknown command {args[0]!r}\nusage:\n{USAGE}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     return handler(args[1:])
 
 
@@ -65,7 +76,7 @@ def _delegate(module: str, command: str, rest: list[str]) -> int:
         entry = importlib.import_module(module).main
     except (ImportError, AttributeError) as err:
         print(f"geocube-acceptance {command}: unavailable ({module}.main cannot be loaded: {err})", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     return int(entry(rest) or 0)
 
 
@@ -117,7 +128,7 @@ def gc(rest: list[str]) -> int:
         )
     except HarnessError as err:
         print(f"gc: {err}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     verb = "would delete" if options.dry_run else "deleted"
     for decision in decisions:
         print(f"{verb if decision.delete else 'kept':<12} {decision.name}  ({decision.reason})")

@@ -245,18 +245,19 @@ class Phase:
 
 
 @contextmanager
-def phase(name: str, *, log: str | None = None, heartbeat: float = HEARTBEAT) -> Iterator[Phase]:
+def phase(name: str, *, log: str | None = None, heartbeat: float | None = None) -> Iterator[Phase]:
     """Whole lines for a phase outside the checks, readable in a CI log as on a terminal.
 
     A start line (with the log's path), every ``step()``, a heartbeat at least every ``heartbeat`` seconds
     naming the step still running, and an end line with the duration. Written past pytest's capture.
     """
+    period = HEARTBEAT if heartbeat is None else heartbeat
     current = Phase(name=name, log=log, _out=_display.resolve())
     current._line(f"started{f' (log: {log})' if log else ''}")
     stop = threading.Event()
 
     def beat() -> None:
-        while not stop.wait(heartbeat):
+        while not stop.wait(period):
             current._line(f"still running: {current.current}{f' (log: {log})' if log else ''}")
 
     thread = threading.Thread(target=beat, name=f"geocube-{name}-heartbeat", daemon=True)

@@ -70,7 +70,11 @@ class ReportSettings:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("geocube-report", "Geocube sign-off report")
+    group = parser.getgroup(
+        "geocube-report",
+        "Geocube sign-off report (exit status follows the verdict: 0 SIGN-OFF PASS or PARTIAL, 1 FAIL, "
+        "2 INCOMPLETE, 3 ERROR; 4 usage error)",
+    )
     group.addoption(
         "--report-dir",
         dest="geocube_report_dir",
@@ -277,7 +281,7 @@ class _SessionHooks:
         for item in session.items:
             meta, error = test_meta(item)
             if error:
-                self.recorder.collection_error(item.nodeid, error)
+                self.recorder.requirement_marker_error(item.nodeid, error)
             self.recorder.register(item.nodeid, meta)
             if meta.requirement_id:
                 self._requirement_of[item.nodeid] = meta.requirement_id

@@ -150,6 +150,7 @@ class RunRecorder:
         self._defect_register: list[DefectEntry] = []
         self._defect_scope: tuple[str | None, dict[str, str]] = (None, {})
         self._witnesses: dict[str, DefectWitness] = {}
+        self._malformed_markers = False
         self._started_wall = datetime.now(UTC)
         self._started = time.monotonic()
         self.record: RunRecord | None = None
@@ -255,7 +256,9 @@ class RunRecorder:
         A self-test session (``pytest tests/unit``) loads the plugin through the root conftest but collects no
         check with a requirement marker, and must leave the sign-off history alone.
         """
-        return bool(self._session_errors) or any(t.requirement_id for t in self._tests.values())
+        return (
+            bool(self._session_errors) or self._malformed_markers or any(t.requirement_id for t in self._tests.values())
+        )
 
     # -- tests ----------------------------------------------------------------------------------------
 
@@ -275,6 +278,11 @@ class RunRecorder:
 
     def collection_error(self, nodeid: str, message: str) -> None:
         self._collection_errors.append(CollectionError(nodeid=nodeid, message=message))
+
+    def requirement_marker_error(self, nodeid: str, message: str) -> None:
+        """A check carries a malformed requirement marker: a collection error of an acceptance run (verdict FAIL)."""
+        self._malformed_markers = True
+        self.collection_error(nodeid, message)
 
     def collection_skipped(self, nodeid: str, reason: str) -> None:
         """A whole module skipped at import (``allow_module_level``): its checks must not vanish."""

@@ -35,3 +35,8 @@ def test_pubsub_and_gs_profiles_pass_and_autoscaling_is_incomplete(tmp_path: Pat
     failed = {rid: s for rid, s in summary.items() if rid in checks and s[0] != "passed"}
     assert not failed, f"checks that did not pass on pubsub/gs: {failed}"
     assert record["verdict"] == "INCOMPLETE", record["verdict"]
+    # On gs:// a missing object counts as deleted: the cancelled job's rollback is clean (FAILED), so the
+    # local-storage defect GEOCUBE-ROLLBACK-UNWRITTEN-CONTAINER is neither expected nor observed here.
+    cancelled = checks["STO-CANCELLED-JOBS"]["evidence"]
+    assert cancelled["job terminal state"] == "FAILED", cancelled
+    assert record["known_defects"] == [], record["known_defects"]

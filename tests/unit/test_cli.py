@@ -28,15 +28,17 @@ def fake_module(monkeypatch: pytest.MonkeyPatch, name: str, returns: int = 0) ->
 
 
 def test_usage(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main([]) == 2
+    assert cli.main([]) == cli.EXIT_USAGE
     assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
     for command in ("cluster", "run", "report", "gc"):
         assert f"geocube-acceptance {command}" in out
+    for verdict in ("SIGN-OFF PASS", "PARTIAL", "FAIL", "INCOMPLETE", "ERROR"):
+        assert verdict in out  # the exit-status table
 
 
 def test_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["deploy"]) == 2
+    assert cli.main(["deploy"]) == cli.EXIT_USAGE
     assert "unknown command 'deploy'" in capsys.readouterr().err
 
 
@@ -49,7 +51,7 @@ def test_delegation_passes_the_rest_verbatim(monkeypatch: pytest.MonkeyPatch, co
 
 def test_missing_delegate_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setitem(sys.modules, "reports.cli", None)  # import raises ImportError
-    assert cli.main(["report", "runs/x"]) == 2
+    assert cli.main(["report", "runs/x"]) == cli.EXIT_USAGE
     assert "geocube-acceptance report: unavailable (reports.cli.main cannot be loaded" in capsys.readouterr().err
 
 
@@ -158,7 +160,7 @@ def test_gc_deletes_expired_namespaces(fake_cluster: tuple[FakeCore, list[Any]])
 
 def test_gc_reports_bad_configuration(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GEOCUBE_CONTXT", "typo")
-    assert cli.main(["gc"]) == 2
+    assert cli.main(["gc"]) == cli.EXIT_USAGE
     assert "unknown environment variable GEOCUBE_CONTXT" in capsys.readouterr().err
 
 
@@ -169,5 +171,5 @@ def test_gc_without_a_running_cluster(monkeypatch: pytest.MonkeyPatch, capsys: p
 
 
 def test_gc_names_an_unreadable_kubeconfig(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["gc", "--kubeconfig", str(tmp_path / "absent")]) == 2
+    assert cli.main(["gc", "--kubeconfig", str(tmp_path / "absent")]) == cli.EXIT_USAGE
     assert f"kubeconfig {tmp_path / 'absent'} cannot be read" in capsys.readouterr().err

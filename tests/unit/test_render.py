@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -387,16 +388,27 @@ def test_rendered_stack_reports_all_missing_parameters_and_stops_before_any_clus
         """
     )
     result = pytester.runpytest("-p", "fixtures.plugin", "-p", "no:asyncio", "--manifests-dir", str(root))
-    assert result.ret == 4  # usage error: one message, nothing applied, no cluster contacted
+    # ERROR: the run could not perform its checks. One message, nothing applied, no cluster contacted.
+    assert result.ret == 3
     result.stdout.fnmatch_lines(
         [
+            "verdict: ERROR (exit status 3)",
+            "render failed:",
             "*2 missing parameter(s); every {{NAME}} needs a value:",
             "*DB_HOSTNAME: used at apiserver/config.yaml:4",
             "*SERVER_IMG: used at apiserver/deployment.yaml:14",
             "*Fix: pass each with --set NAME=VALUE*",
         ]
     )
-    assert result.stdout.str().count("missing parameter(s)") == 1
+    sign_off = result.stdout.str().split("geocube sign-off report", 1)[1].split("no tests ran", 1)[0]
+    assert sign_off.count("missing parameter(s)") == 1  # said once, not once per check needing the stack
+    [run_json] = (pytester.path / "reports" / "runs").glob("*/run.json")
+    record = json.loads(run_json.read_text())
+    assert record["verdict"] == "ERROR" and record["exit_status"] == 3
+    [error] = record["session_errors"]
+    assert error["phase"] == "render"
+    assert "DB_HOSTNAME: used at apiserver/config.yaml:4" in error["message"]
+    assert {t["status"] for t in record["tests"]} == {"unrun"}
 
 
 def test_rendered_stack_warns_about_unused_user_parameters(pytester: pytest.Pytester) -> None:

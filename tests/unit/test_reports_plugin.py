@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from reports import history
+from reports.model import Requirement
 
 pytest_plugins = ["pytester"]
 
@@ -24,6 +26,48 @@ def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, Path]:
     base = pytester.path / "out"
     result = pytester.runpytest(*_BASE_ARGS, "--report-dir", str(base), *args)
     return result, base
+
+
+_AREAS = {"DB": "database", "MSG": "messaging", "AS": "autoscaling", "STO": "storage", "PLAT": "platform"}
+
+
+def with_catalogue(
+    pytester: pytest.Pytester,
+    *ids: str,
+    titles: dict[str, str] | None = None,
+    not_applicable: dict[str, str] | None = None,
+) -> list[Requirement]:
+    """Give the fake suite a requirement catalogue, as the framework does (``fixtures.coverage``): a conftest
+    whose ``pytest_configure`` (after the report plugin's) hands it to the recorder. Without one, the coverage
+    of a run is unknown and its verdict PARTIAL at best.
+
+    ``titles``: id -> title (default: "<id> holds"); ``not_applicable``: id -> why it does not apply here.
+    """
+    titles, not_applicable = titles or {}, not_applicable or {}
+    catalogue = [
+        Requirement(
+            id=rid,
+            area=_AREAS.get(rid.split("-")[0], "platform"),
+            title=titles.get(rid, f"{rid} holds"),
+            applicable=rid not in not_applicable,
+            not_applicable_because=not_applicable.get(rid),
+        )
+        for rid in ids
+    ]
+    pytester.makeconftest(
+        f"""
+        import pytest
+        from reports.model import Requirement
+        from reports.plugin import get_recorder
+
+        CATALOGUE = {[asdict(r) for r in catalogue]!r}
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_configure(config):
+            get_recorder(config).set_catalogue([Requirement(**r) for r in CATALOGUE])
+        """
+    )
+    return catalogue
 
 
 def only_run_dir(base: Path) -> Path:
@@ -46,7 +90,27 @@ def junit_cases(run_dir: Path) -> dict[str, ET.Element]:
     return {case.attrib["name"]: case for case in root.iter("testcase")}
 
 
+_ONE_CHECK = """
+import pytest
+
+@pytest.mark.requirement("PLAT-OK")
+def test_ok(evidence):
+    evidence.add("k", 1)
+"""
+
+
 def test_all_passing_run_is_sign_off_pass_and_writes_every_format(pytester: pytest.Pytester) -> None:
+    with_catalogue(
+        pytester,
+        "DB-CONN-LIMIT",
+        "DB-PERMISSIONS",
+        "STO-GCS-ONLY",
+        titles={
+            "DB-CONN-LIMIT": "connections above the limit are refused with 53300",
+            "DB-PERMISSIONS": "the application role cannot alter the schema",
+        },
+        not_applicable={"STO-GCS-ONLY": "only with storage gs"},
+    )
     pytester.makepyfile(
         test_db="""
         import pytest
@@ -64,11 +128,18 @@ def test_all_passing_run_is_sign_off_pass_and_writes_every_format(pytester: pyte
     )
     result, base = run(pytester)
     result.assert_outcomes(passed=2)
+    assert result.ret == 0
     run_dir = only_run_dir(base)
     assert {p.name for p in run_dir.iterdir()} >= {"run.json", "report.md", "report.html", "junit.xml"}
     data = load(run_dir)
     assert data["verdict"] == "PASS"
     assert data["verdict_label"] == "SIGN-OFF PASS"
+    assert data["exit_status"] == 0
+    assert data["verdict_reasons"] == [
+        "all 2 applicable requirements ran and passed; not applicable to this profile: "
+        "STO-GCS-ONLY (only with storage gs)"
+    ]
+    assert [r["id"] for r in data["catalogue"]] == ["DB-CONN-LIMIT", "DB-PERMISSIONS", "STO-GCS-ONLY"]
     tests = by_req(data)
     limit = tests["DB-CONN-LIMIT"]
     assert limit["status"] == "passed"
@@ -76,19 +147,58 @@ def test_all_passing_run_is_sign_off_pass_and_writes_every_format(pytester: pyte
     assert limit["requirement"] == "connections above the limit are refused with 53300"
     assert limit["phases"] == {"setup": "passed", "call": "passed", "teardown": "passed"}
     assert limit["evidence"] == {"refused_at_connection": 101, "sqlstate": "53300"}
-    # The description falls back to the docstring when the marker has none.
-    assert tests["DB-PERMISSIONS"]["requirement"] == "The application role cannot alter the schema."
+    # The catalogue's title wins over the marker's description and the docstring.
+    assert tests["DB-PERMISSIONS"]["requirement"] == "the application role cannot alter the schema"
     markdown = (run_dir / "report.md").read_text()
     assert "SIGN-OFF PASS" in markdown
     assert "| DB-CONN-LIMIT | connections above the limit are refused with 53300 | database | PASS |" in markdown
     assert "refused_at_connection=101" in markdown
-    assert "SIGN-OFF PASS" in (run_dir / "report.html").read_text()
+    assert "## Coverage" in markdown
+    assert "| STO-GCS-ONLY | storage | not applicable: only with storage gs |" in markdown
+    html = (run_dir / "report.html").read_text()
+    assert "SIGN-OFF PASS" in html and 'id="coverage"' in html
     root = ET.parse(run_dir / "junit.xml").getroot()
-    assert root.attrib["tests"] == "2" and root.attrib["failures"] == "0"
-    result.stdout.fnmatch_lines(["*geocube sign-off report*", "verdict: SIGN-OFF PASS", "report: *report.html"])
+    assert root.attrib["tests"] == "2" and root.attrib["failures"] == "0" and root.attrib["errors"] == "0"
+    result.stdout.fnmatch_lines(
+        ["*geocube sign-off report*", "verdict: SIGN-OFF PASS (exit status 0)", "report: *report.html"]
+    )
+
+
+def test_requirement_title_from_the_marker_else_the_docstring_without_a_catalogue(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_db="""
+        import pytest
+
+        @pytest.mark.requirement("DB-CONN-LIMIT", "connections above the limit are refused with 53300")
+        def test_limit():
+            pass
+
+        @pytest.mark.requirement("DB-PERMISSIONS")
+        def test_permissions():
+            '''The application role cannot alter the schema.'''
+        """
+    )
+    result, base = run(pytester)
+    result.assert_outcomes(passed=2)
+    assert result.ret == 0  # PARTIAL: every check passed, but nothing shows they were all the requirements
+    data = load(only_run_dir(base))
+    assert data["verdict"] == "PARTIAL" and data["catalogue"] is None
+    assert any(
+        r.startswith("coverage unknown: the run carries no requirement catalogue") for r in data["verdict_reasons"]
+    )
+    tests = by_req(data)
+    assert tests["DB-CONN-LIMIT"]["requirement"] == "connections above the limit are refused with 53300"
+    assert tests["DB-PERMISSIONS"]["requirement"] == "The application role cannot alter the schema."
+    assert (
+        "No requirement catalogue: this run cannot show that every requirement ran."
+        in (only_run_dir(base) / "report.md").read_text()
+    )
 
 
 def test_failure_is_fail_with_message_and_linked_diagnostics(pytester: pytest.Pytester) -> None:
+    with_catalogue(pytester, "DB-CONN-LIMIT", "DB-OK")
     pytester.makepyfile(
         test_db="""
         import pytest
@@ -113,6 +223,7 @@ def test_failure_is_fail_with_message_and_linked_diagnostics(pytester: pytest.Py
     )
     result, base = run(pytester)
     result.assert_outcomes(passed=1, failed=1)
+    assert result.ret == 1
     run_dir = only_run_dir(base)
     data = load(run_dir)
     assert data["verdict"] == "FAIL"
@@ -150,6 +261,7 @@ def test_failure_then_pass_on_rerun_is_flaky_never_passed(pytester: pytest.Pytes
     )
     result, base = run(pytester, "--reruns", "2")
     assert result.parseoutcomes() == {"passed": 1, "rerun": 1}
+    assert result.ret == 1  # FAIL: it violated its requirement once
     run_dir = only_run_dir(base)
     data = load(run_dir)
     test = by_req(data)["MSG-EVENTS-DELIVERY"]
@@ -185,6 +297,7 @@ def test_environment_limitation_and_skips_are_incomplete_never_pass(pytester: py
     )
     result, base = run(pytester)
     result.assert_outcomes(passed=1, skipped=2)
+    assert result.ret == 2
     run_dir = only_run_dir(base)
     data = load(run_dir)
     assert data["verdict"] == "INCOMPLETE"
@@ -254,17 +367,23 @@ def test_a_check_runs_when_its_prerequisite_passed_or_was_deselected(pytester: p
     result.assert_outcomes(passed=1, deselected=1)
 
 
-def test_plain_skip_module_skip_and_deselection_are_incomplete(pytester: pytest.Pytester) -> None:
+def test_plain_skip_and_module_skip_are_incomplete_and_deselection_a_coverage_gap(
+    pytester: pytest.Pytester,
+) -> None:
+    with_catalogue(pytester, "PLAT-SKIPPED", "PLAT-DESELECTED", "PLAT-OK", "STO-OBJECTS")
     pytester.makepyfile(
         test_a="""
         import pytest
 
+        @pytest.mark.requirement("PLAT-SKIPPED")
         def test_skipped():
             pytest.skip("not today")
 
+        @pytest.mark.requirement("PLAT-DESELECTED")
         def test_deselected():
             pass
 
+        @pytest.mark.requirement("PLAT-OK")
         def test_ok():
             pass
         """,
@@ -272,13 +391,15 @@ def test_plain_skip_module_skip_and_deselection_are_incomplete(pytester: pytest.
         import pytest
         pytest.skip("ENVIRONMENT-LIMITATION: no object storage", allow_module_level=True)
 
+        @pytest.mark.requirement("STO-OBJECTS")
         def test_never_collected():
             pass
         """,
     )
-    result, base = run(pytester, "-k", "not deselected")
+    result, base = run(pytester, "-k", "not deselected", "--report-run-id", "with-skips")
     result.assert_outcomes(passed=1, skipped=2)
-    data = load(only_run_dir(base))
+    assert result.ret == 2
+    data = load(base / "with-skips")
     statuses = {t["nodeid"]: t["status"] for t in data["tests"]}
     assert statuses == {
         "test_a.py::test_skipped": "skipped",
@@ -287,6 +408,24 @@ def test_plain_skip_module_skip_and_deselection_are_incomplete(pytester: pytest.
         "test_b.py": "incomplete",
     }
     assert data["verdict"] == "INCOMPLETE"
+    assert data["verdict_reasons"] == [
+        "1 environment not capable: test_b.py",
+        "1 skipped: PLAT-SKIPPED",
+        "1 requirement(s) deselected (-k/-m): PLAT-DESELECTED",
+        "1 requirement(s) not collected (outside the paths given): STO-OBJECTS",
+    ]
+
+    # Deselection alone leaves requirements out of a run whose checks all passed: PARTIAL, not INCOMPLETE.
+    result, base = run(pytester, "test_a.py", "-k", "test_ok", "--report-run-id", "deselected-only")
+    result.assert_outcomes(passed=1, deselected=2)
+    assert result.ret == 0
+    data = load(base / "deselected-only")
+    assert data["verdict"] == "PARTIAL"
+    assert data["verdict_reasons"] == [
+        "all 1 selected checks passed, but this is not a sign-off:",
+        "2 requirement(s) deselected (-k/-m): PLAT-SKIPPED, PLAT-DESELECTED",
+        "1 requirement(s) not collected (outside the paths given): STO-OBJECTS",
+    ]
 
 
 def test_collection_error_and_bad_requirement_marker_fail(pytester: pytest.Pytester) -> None:
@@ -302,11 +441,31 @@ def test_collection_error_and_bad_requirement_marker_fail(pytester: pytest.Pytes
     )
     result, base = run(pytester, "--continue-on-collection-errors")
     result.assert_outcomes(passed=1, errors=1)
+    # A malformed requirement marker still makes the session an acceptance run: it is judged, not ignored.
+    assert result.ret == 1
     data = load(only_run_dir(base))
     assert data["verdict"] == "FAIL"
     errors = {e["nodeid"]: e["message"] for e in data["collection_errors"]}
     assert "nonexistent_module_xyz" in errors["test_broken.py"]
     assert "requirement id without spaces" in errors["test_marker.py::test_x"]
+
+
+def test_a_malformed_requirement_marker_alone_fails_the_run(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_marker="""
+        import pytest
+
+        @pytest.mark.requirement(id=None)
+        def test_x():
+            pass
+        """
+    )
+    result, base = run(pytester)
+    result.assert_outcomes(passed=1)
+    assert result.ret == 1  # pytest alone would say 0: the check has no requirement to be counted against
+    data = load(only_run_dir(base))
+    assert data["verdict"] == "FAIL"
+    assert "requirement id without spaces" in data["collection_errors"][0]["message"]
 
 
 def test_setup_error_and_interrupted_run(pytester: pytest.Pytester) -> None:
@@ -318,15 +477,18 @@ def test_setup_error_and_interrupted_run(pytester: pytest.Pytester) -> None:
         def stack():
             raise RuntimeError("namespace quota exceeded")
 
+        @pytest.mark.requirement("PLAT-ONE")
         def test_1(stack):
             pass
 
+        @pytest.mark.requirement("PLAT-TWO")
         def test_2():
             pass
         """
     )
     result, base = run(pytester, "-x")
     result.assert_outcomes(errors=1)
+    assert result.ret == 1  # a check's own setup error is a FAIL, not a session ERROR
     data = load(only_run_dir(base))
     statuses = {t["nodeid"]: t["status"] for t in data["tests"]}
     assert statuses == {"test_a.py::test_1": "error", "test_a.py::test_2": "unrun"}
@@ -364,6 +526,9 @@ def test_inventory_secrets_and_run_id_from_the_framework(pytester: pytest.Pytest
     )
     pytester.makepyfile(
         test_a="""
+        import pytest
+
+        @pytest.mark.requirement("DB-AUTH")
         def test_leaky(evidence):
             evidence.add("dsn", "postgresql://geocube:generated-Pa55word@db:5432/geocube")
             evidence.add("client_secret", "abc")
@@ -385,18 +550,21 @@ def test_inventory_secrets_and_run_id_from_the_framework(pytester: pytest.Pytest
 
 
 def test_no_report_writes_nothing_but_still_judges(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_a="def test_ok(evidence, tmp_path):\n    evidence.add('k', 1)\n")
+    with_catalogue(pytester, "PLAT-OK")
+    pytester.makepyfile(test_a=_ONE_CHECK)
     result, base = run(pytester, "--no-report")
     result.assert_outcomes(passed=1)
+    assert result.ret == 0
     assert not base.exists()
-    result.stdout.fnmatch_lines(["verdict: SIGN-OFF PASS", "report files not written (--no-report)"])
+    assert not (pytester.path / "reports").exists()
+    result.stdout.fnmatch_lines(["verdict: SIGN-OFF PASS (exit status 0)", "report files not written (--no-report)"])
 
 
 def test_report_dir_resolution_cli_over_env_over_ini(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytester.makeini("[pytest]\ngeocube_report_dir = from-ini\n")
-    pytester.makepyfile(test_a="def test_ok():\n    pass\n")
+    pytester.makepyfile(test_a=_ONE_CHECK)
     args = (*_BASE_ARGS, "--report-run-id", "r1")
     pytester.runpytest(*args).assert_outcomes(passed=1)
     assert (pytester.path / "from-ini" / "r1" / "run.json").is_file()
@@ -416,7 +584,7 @@ def test_invalid_run_id_is_a_usage_error(pytester: pytest.Pytester) -> None:
 
 
 def test_generated_run_id_format(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_a="def test_ok():\n    pass\n")
+    pytester.makepyfile(test_a=_ONE_CHECK)
     _, base = run(pytester)
     assert re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{4}", only_run_dir(base).name)
 
@@ -427,10 +595,13 @@ def test_history_across_runs_shows_newly_failing_and_fixed(
     pytester.makepyfile(
         test_a="""
         import os
+        import pytest
 
+        @pytest.mark.requirement("PLAT-TOGGLES")
         def test_toggles():
             assert os.environ.get("BREAK") != "1"
 
+        @pytest.mark.requirement("PLAT-STABLE")
         def test_stable():
             pass
         """
@@ -499,7 +670,7 @@ def test_framework_imposed_run_id_and_report_dir_win(pytester: pytest.Pytester) 
             config.stash[reports.REPORT_DIR_KEY] = Path(str(config.rootpath)) / "fw-reports"
         """
     )
-    pytester.makepyfile(test_a="def test_ok():\n    pass\n")
+    pytester.makepyfile(test_a=_ONE_CHECK)
     result, base = run(pytester, "--report-run-id", "cli-run")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["geocube-report: *fw-reports (from the framework*"])

@@ -12,7 +12,7 @@ import pytest
 from reports import _svg, console
 from reports.evidence import Evidence, EvidenceError
 from reports.masking import MASK, Masker, is_secret_key, mask_text, mask_value
-from reports.model import Status, Verdict
+from reports.model import Requirement, Status, Verdict
 from reports.recorder import PhaseReport, ReportConfigError, RunRecorder, TestMeta
 
 
@@ -154,9 +154,23 @@ def test_recorder_run_id_rules(tmp_path: Path) -> None:
 
 
 def test_empty_run_is_incomplete(tmp_path: Path) -> None:
-    record = RunRecorder(base_dir=tmp_path, run_id="r").finish(exit_status=5, interrupted=False)
+    recorder = RunRecorder(base_dir=tmp_path, run_id="r")
+    assert not recorder.is_acceptance_run  # the plugin writes nothing for it; the recorder still judges it
+    record = recorder.finish(exit_status=5, interrupted=False)
     assert record.verdict is Verdict.INCOMPLETE
-    assert record.verdict_reasons == ["no check was collected"]
+    assert record.verdict.exit_code == 2
+    assert record.verdict_reasons[0] == "no check was selected"
+    assert record.verdict_reasons[1].startswith("coverage unknown: the run carries no requirement catalogue")
+    assert len(record.verdict_reasons) == 2
+
+    recorder = RunRecorder(base_dir=tmp_path, run_id="r2")
+    recorder.set_catalogue([Requirement("DB-CONN-LIMIT", "database", "connections above the limit are refused")])
+    record = recorder.finish(exit_status=5, interrupted=False)
+    assert record.verdict is Verdict.INCOMPLETE
+    assert record.verdict_reasons == [
+        "no check was selected",
+        "1 requirement(s) not collected (outside the paths given): DB-CONN-LIMIT",
+    ]
 
 
 def test_timeline_chart_breaks_lines_at_missing_observations() -> None:

@@ -1,0 +1,117 @@
+"""The build is a phase of its own: progress in a CI log, its own time, no per-test timeout over it.
+
+And self-test sessions (this very directory) never write sign-off artefacts.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import fixtures.embedded
+import fixtures.plugin
+from reports import console
+
+pytest_plugins = ["pytester"]
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_SECONDS = 2.5
+
+
+def test_a_slow_build_is_a_phase_outside_every_check_and_its_timeout(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def slow_build(progress: Callable[[str], None]) -> dict[str, str]:
+        progress("building or reusing the Go binaries (simulated)")
+        time.sleep(BUILD_SECONDS)
+        return fixtures.embedded.predicted_images()
+
+    monkeypatch.setattr(fixtures.embedded, "build_and_import_images", slow_build)
+    monkeypatch.setattr(fixtures.plugin, "_embedded_kubeconfig", lambda progress=None: tmp_path / "kubeconfig")
+    monkeypatch.setattr(console, "HEARTBEAT", 0.5)
+    pytester.makepyfile(
+        test_check="""
+        import pytest
+
+        @pytest.mark.requirement("PLAT-VERSION")
+        def test_needs_images(embedded_images_ready):
+            pass
+        """
+    )
+    report_dir = tmp_path / "runs"
+    result = pytester.runpytest(
+        "-p", "fixtures.plugin", "-p", "no:asyncio", "-p", "no:cacheprovider", "-p", "timeout",
+        "--timeout", "1", "--geocube-report-dir", str(report_dir), "--geocube-run-id", "slow-build",
+    )  # fmt: skip
+    # The check passes although the build took longer than its per-test timeout of 1 s.
+    result.assert_outcomes(passed=1)
+    log = result.stdout.str() + result.stderr.str()
+    for line in ("[geocube] build +0s: started", "simulated", "[geocube] build +", "still running", "done in"):
+        assert line in log, f"{line!r} missing from the CI-style log:\n{log}"
+    record = json.loads((report_dir / "slow-build" / "run.json").read_text())
+    (build,) = [p for p in record["phases"] if p["name"] == "build"]
+    assert build["status"] == "passed" and build["duration"] >= BUILD_SECONDS
+    (check,) = record["tests"]
+    assert check["duration"] < 1, "the build's time must not be charged to the check"
+    # Only one requirement of the catalogue ran: never a sign-off.
+    assert record["verdict"] == "PARTIAL"
+
+
+def test_a_failed_build_is_an_error_result_in_every_format(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from fixtures.errors import ClusterError
+
+    def broken_build(progress: Callable[[str], None]) -> dict[str, str]:
+        raise ClusterError("go install failed (simulated). Fix: see the build log named above")
+
+    monkeypatch.setattr(fixtures.embedded, "build_and_import_images", broken_build)
+    monkeypatch.setattr(fixtures.plugin, "_embedded_kubeconfig", lambda progress=None: tmp_path / "kubeconfig")
+    pytester.makepyfile(
+        test_check="""
+        import pytest
+
+        @pytest.mark.requirement("PLAT-VERSION")
+        def test_needs_images(embedded_images_ready):
+            pass
+        """
+    )
+    report_dir = tmp_path / "runs"
+    result = pytester.runpytest(
+        "-p", "fixtures.plugin", "-p", "no:asyncio", "-p", "no:cacheprovider",
+        "--geocube-report-dir", str(report_dir), "--geocube-run-id", "broken-build",
+    )  # fmt: skip
+    assert result.ret == 3  # ERROR
+    run_dir = report_dir / "broken-build"
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["verdict"] == "ERROR"
+    assert record["session_errors"][0]["phase"] == "build"
+    for name in ("run.json", "report.md", "report.html", "junit.xml"):
+        assert "go install failed (simulated)" in (run_dir / name).read_text(), name
+
+
+def test_self_tests_leave_the_sign_off_reports_untouched() -> None:
+    """`pytest tests/unit` loads the plugin through the root conftest, but is no acceptance run."""
+    runs = REPO / "reports" / "runs"
+    before = sorted(p.name for p in runs.iterdir()) if runs.is_dir() else []
+    history = runs / "history.jsonl"
+    history_before = history.read_bytes() if history.is_file() else None
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "tests/unit/test_autoscaler_model.py"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "verdict" not in done.stdout, "a self-test session printed a sign-off verdict"
+    after = sorted(p.name for p in runs.iterdir()) if runs.is_dir() else []
+    assert after == before
+    assert (history.read_bytes() if history.is_file() else None) == history_before
