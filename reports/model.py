@@ -328,7 +328,7 @@ def compute_verdict(record: RunRecord) -> tuple[Verdict, list[str]]:
     coverage = _coverage(record)
 
     if record.session_errors:
-        errors = [f"{e.phase} failed: {_first_line(e.message)}" for e in record.session_errors]
+        errors = [f"{e.phase} failed: {_one_line(e.message)}" for e in record.session_errors]
         not_run = [t.requirement_id or t.nodeid for t in record.tests if t.status in (Status.UNRUN, Status.ERROR)]
         if not_run:
             errors.append(f"{len(not_run)} check(s) could not run because of it: {', '.join(not_run)}")
@@ -345,7 +345,7 @@ def compute_verdict(record: RunRecord) -> tuple[Verdict, list[str]]:
         )
     failing += coverage.inconsistencies
     if failing:
-        return Verdict.FAIL, failing + coverage.gaps
+        return Verdict.FAIL, failing + coverage.gaps + _defect_notes(record)
 
     unverified: list[str] = []
     explanations = {
@@ -363,16 +363,30 @@ def compute_verdict(record: RunRecord) -> tuple[Verdict, list[str]]:
     if not any(t.status is not Status.DESELECTED for t in record.tests):
         unverified.append("no check was selected")
     if unverified:
-        return Verdict.INCOMPLETE, unverified + coverage.gaps
+        return Verdict.INCOMPLETE, unverified + coverage.gaps + _defect_notes(record)
     if coverage.gaps:
         passed = len(by_status.get(Status.PASSED, []))
-        return Verdict.PARTIAL, [f"all {passed} selected checks passed, but this is not a sign-off:", *coverage.gaps]
-    return Verdict.PASS, [coverage.summary or f"all {len(record.tests)} checks passed"]
+        reasons = [f"all {passed} selected checks passed, but this is not a sign-off:", *coverage.gaps]
+        return Verdict.PARTIAL, reasons + _defect_notes(record)
+    return Verdict.PASS, [coverage.summary or f"all {len(record.tests)} checks passed", *_defect_notes(record)]
 
 
-def _first_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    return lines[0] if lines else "no message"
+def _defect_notes(record: RunRecord) -> list[str]:
+    """Known defects of the system under test that the checks met (or expected and did not): never hidden."""
+    notes = []
+    observed = [d.id for d in record.known_defects if d.observed]
+    missing = [d.id for d in record.known_defects if not d.observed]
+    if observed:
+        notes.append(f"known defect(s) of the system under test observed (see Known defects): {', '.join(observed)}")
+    if missing:
+        notes.append(f"registered defect(s) expected here but not observed (fixed? review them): {', '.join(missing)}")
+    return notes
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    """A multi-line message as one reason line (the report shows it whole in its own section)."""
+    joined = " ".join(line.strip() for line in text.strip().splitlines() if line.strip()) or "no message"
+    return joined if len(joined) <= limit else joined[: limit - 1] + "…"
 
 
 @dataclass

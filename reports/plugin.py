@@ -268,6 +268,11 @@ class _SessionHooks:
                     )
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        root = self.recorder.acceptance_root
+        if (report.failed or report.skipped) and root is not None and report.nodeid:
+            path = (self.config.rootpath / report.nodeid.split("::")[0]).resolve()
+            if path == root or root in path.parents:
+                self.recorder.mark_acceptance()  # even if no check of the suites could be collected
         if report.failed:
             self.recorder.collection_error(report.nodeid or "<session>", report.longreprtext)
         elif report.skipped and report.nodeid:

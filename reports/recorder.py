@@ -150,7 +150,9 @@ class RunRecorder:
         self._defect_register: list[DefectEntry] = []
         self._defect_scope: tuple[str | None, dict[str, str]] = (None, {})
         self._witnesses: dict[str, DefectWitness] = {}
-        self._malformed_markers = False
+        self._acceptance_signs = False
+        self.acceptance_root: Path | None = None
+        """The suites' folder (set by the framework): a collection error or skip under it is an acceptance run."""
         self._started_wall = datetime.now(UTC)
         self._started = time.monotonic()
         self.record: RunRecord | None = None
@@ -257,8 +259,12 @@ class RunRecorder:
         check with a requirement marker, and must leave the sign-off history alone.
         """
         return (
-            bool(self._session_errors) or self._malformed_markers or any(t.requirement_id for t in self._tests.values())
+            bool(self._session_errors) or self._acceptance_signs or any(t.requirement_id for t in self._tests.values())
         )
+
+    def mark_acceptance(self) -> None:
+        """Something only an acceptance run has happened (a suite module failed to import, a malformed marker)."""
+        self._acceptance_signs = True
 
     # -- tests ----------------------------------------------------------------------------------------
 
@@ -281,7 +287,7 @@ class RunRecorder:
 
     def requirement_marker_error(self, nodeid: str, message: str) -> None:
         """A check carries a malformed requirement marker: a collection error of an acceptance run (verdict FAIL)."""
-        self._malformed_markers = True
+        self.mark_acceptance()
         self.collection_error(nodeid, message)
 
     def collection_skipped(self, nodeid: str, reason: str) -> None:

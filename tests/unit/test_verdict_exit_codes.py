@@ -492,3 +492,24 @@ def test_known_defects_observed_with_evidence_and_expected_but_not_observed(pyte
     result.stdout.fnmatch_lines(
         ["known defect GEOCUBE-ROLLBACK: observed", "known defect GEOCUBE-CONN-LEAK: NOT observed*"]
     )
+
+
+def test_a_suite_module_that_fails_to_import_is_still_an_acceptance_run(pytester: pytest.Pytester) -> None:
+    """No check could be collected, so no requirement marker was seen: the suites' folder says it is one."""
+    pytester.makeconftest(
+        """
+        from pathlib import Path
+
+        from reports.plugin import get_recorder
+
+        def pytest_configure(config):
+            get_recorder(config).acceptance_root = (Path(__file__).parent / "suites").resolve()
+        """
+    )
+    pytester.mkpydir("suites")
+    (pytester.path / "suites" / "test_broken.py").write_text("import no_such_module_of_geocube\n")
+    result, run_dir = run(pytester, "suites")
+    assert result.ret == 1  # FAIL: a collection error
+    data = load(run_dir)
+    assert data["verdict"] == "FAIL"
+    assert "no_such_module_of_geocube" in data["collection_errors"][0]["message"]
