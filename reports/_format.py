@@ -71,6 +71,25 @@ def unverified(record: RunRecord) -> list[TestResult]:
     return [t for t in sorted_tests(record) if t.status in shown]
 
 
+def coverage_rows(record: RunRecord) -> list[tuple[str, str, str]]:
+    """(requirement id, area, what this run did with it) for every catalogue entry; empty without a catalogue."""
+    ran = {t.requirement_id: t for t in record.tests if t.requirement_id}
+    rows = []
+    for requirement in record.catalogue or []:
+        test = ran.get(requirement.id)
+        if not requirement.applicable:
+            state = f"not applicable: {requirement.not_applicable_because}"
+        elif test is None:
+            state = "NOT SELECTED (outside the paths given)"
+        else:
+            state = STATUS_LABELS[test.status]
+        rows.append((requirement.id, requirement.area, state))
+    return rows
+
+
+NO_CATALOGUE = "No requirement catalogue: this run cannot show that every requirement ran."
+
+
 @dataclass
 class Inventory:
     """The inventory split into the sections the report knows, each masked; ``None`` = not reported."""

@@ -41,12 +41,7 @@ class CatalogueEntry:
 
 def load(path: Path) -> list[CatalogueEntry]:
     """Read and check the catalogue: ids unique and well-formed, every entry with an area and a title."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CatalogueError(f"no requirement catalogue at {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise CatalogueError(f"requirement catalogue {path} is not valid TOML: {exc}") from None
+    data = read_toml(path, "requirement catalogue", CatalogueError)
     entries: list[CatalogueEntry] = []
     seen: set[str] = set()
     for index, raw in enumerate(data.get("requirement", [])):
@@ -58,6 +53,16 @@ def load(path: Path) -> list[CatalogueEntry]:
     if not entries:
         raise CatalogueError(f"requirement catalogue {path} lists no [[requirement]]")
     return entries
+
+
+def read_toml(path: Path, what: str, error: type[ValueError]) -> dict[str, Any]:
+    """A reviewed data file of the suites, or ``error`` naming the file and what is wrong with it."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"no {what} at {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{what} {path} is not valid TOML: {exc}") from None
 
 
 def for_profile(entries: list[CatalogueEntry], profile: Mapping[str, str]) -> list[Requirement]:

@@ -9,12 +9,12 @@ version and profile that its check ran without observing (fixed upstream? review
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reports.catalogue import read_toml
 from reports.model import KnownDefect
 
 
@@ -72,12 +72,7 @@ class DefectWitness:
 
 
 def load(path: Path) -> list[DefectEntry]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RegisterError(f"no known-defect register at {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RegisterError(f"known-defect register {path} is not valid TOML: {exc}") from None
+    data = read_toml(path, "known-defect register", RegisterError)
     entries = [_entry(raw, f"{path}: defect #{i + 1}") for i, raw in enumerate(data.get("defect", []))]
     ids = [e.id for e in entries]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})

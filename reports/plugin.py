@@ -330,8 +330,10 @@ class _SessionHooks:
         interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR) or bool(
             session.shouldstop or session.shouldfail
         )
-        if not self.recorder.is_acceptance_run:
-            return  # a self-test session: no verdict, no sign-off artefacts, no history, pytest's exit status
+        if not self.recorder.is_acceptance_run or self.config.option.collectonly:
+            # A self-test session or a --collect-only listing: no verdict, no sign-off artefacts, no history,
+            # pytest's own exit status.
+            return
         record = self.recorder.finish(exit_status=int(exitstatus), interrupted=interrupted)
         # Exit codes follow the verdict (EXIT_CODES), the same for `run`, plain pytest and `report`.
         session.exitstatus = record.verdict.exit_code

@@ -268,22 +268,12 @@ def _phases(record: RunRecord) -> str:
 def _coverage(record: RunRecord) -> str:
     head = '<h2 id="coverage">Coverage</h2>'
     if record.catalogue is None:
-        return head + "<p>No requirement catalogue: this run cannot show that every requirement ran.</p>"
-    ran = {t.requirement_id: t for t in record.tests if t.requirement_id}
-    rows = []
-    for requirement in record.catalogue:
-        test = ran.get(requirement.id)
-        if not requirement.applicable:
-            state = f"not applicable: {requirement.not_applicable_because}"
-        elif test is None:
-            state = "NOT SELECTED (outside the paths given)"
-        else:
-            state = fmt.STATUS_LABELS[test.status]
-        rows.append(
-            f"<tr><td><code>{escape(requirement.id)}</code></td><td>{escape(requirement.area)}</td>"
-            f"<td>{escape(state)}</td></tr>"
-        )
-    return head + "<table><tr><th>Requirement</th><th>Area</th><th>In this run</th></tr>" + "".join(rows) + "</table>"
+        return f"{head}<p>{escape(fmt.NO_CATALOGUE)}</p>"
+    rows = "".join(
+        f"<tr><td><code>{escape(rid)}</code></td><td>{escape(area)}</td><td>{escape(state)}</td></tr>"
+        for rid, area, state in fmt.coverage_rows(record)
+    )
+    return f"{head}<table><tr><th>Requirement</th><th>Area</th><th>In this run</th></tr>{rows}</table>"
 
 
 def _known_defects(record: RunRecord) -> str:

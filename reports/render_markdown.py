@@ -163,19 +163,8 @@ def _phases(record: RunRecord) -> list[str]:
 def _coverage(record: RunRecord) -> list[str]:
     out = ["## Coverage", ""]
     if record.catalogue is None:
-        return [*out, "No requirement catalogue: this run cannot show that every requirement ran.", ""]
-    ran = {t.requirement_id: t for t in record.tests if t.requirement_id}
-    rows = []
-    for requirement in record.catalogue:
-        test = ran.get(requirement.id)
-        if not requirement.applicable:
-            state = f"not applicable: {requirement.not_applicable_because}"
-        elif test is None:
-            state = "NOT SELECTED (outside the paths given)"
-        else:
-            state = fmt.STATUS_LABELS[test.status]
-        rows.append([requirement.id, requirement.area, state])
-    return [*out, *_table(["Requirement", "Area", "In this run"], rows)]
+        return [*out, fmt.NO_CATALOGUE, ""]
+    return [*out, *_table(["Requirement", "Area", "In this run"], [list(row) for row in fmt.coverage_rows(record)])]
 
 
 def _known_defects(record: RunRecord) -> list[str]:

@@ -22,6 +22,23 @@ pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SECONDS = 2.5
+CHECK_NEEDING_IMAGES = """
+import pytest
+
+@pytest.mark.requirement("PLAT-VERSION")
+def test_needs_images(embedded_images_ready):
+    pass
+"""
+
+
+def embedded_run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, build: Callable[..., dict[str, str]], *args: str
+) -> pytest.RunResult:
+    """Run one check that needs the embedded images, with ``build`` standing in for the real build."""
+    monkeypatch.setattr(fixtures.embedded, "build_and_import_images", build)
+    monkeypatch.setattr(fixtures.plugin, "_embedded_kubeconfig", lambda progress=None: pytester.path / "kubeconfig")
+    pytester.makepyfile(test_check=CHECK_NEEDING_IMAGES)
+    return pytester.runpytest("-p", "fixtures.plugin", "-p", "no:asyncio", "-p", "no:cacheprovider", *args)
 
 
 def test_a_slow_build_is_a_phase_outside_every_check_and_its_timeout(
@@ -32,22 +49,11 @@ def test_a_slow_build_is_a_phase_outside_every_check_and_its_timeout(
         time.sleep(BUILD_SECONDS)
         return fixtures.embedded.predicted_images()
 
-    monkeypatch.setattr(fixtures.embedded, "build_and_import_images", slow_build)
-    monkeypatch.setattr(fixtures.plugin, "_embedded_kubeconfig", lambda progress=None: tmp_path / "kubeconfig")
     monkeypatch.setattr(console, "HEARTBEAT", 0.5)
-    pytester.makepyfile(
-        test_check="""
-        import pytest
-
-        @pytest.mark.requirement("PLAT-VERSION")
-        def test_needs_images(embedded_images_ready):
-            pass
-        """
-    )
     report_dir = tmp_path / "runs"
-    result = pytester.runpytest(
-        "-p", "fixtures.plugin", "-p", "no:asyncio", "-p", "no:cacheprovider", "-p", "timeout",
-        "--timeout", "1", "--geocube-report-dir", str(report_dir), "--geocube-run-id", "slow-build",
+    result = embedded_run(
+        pytester, monkeypatch, slow_build,
+        "-p", "timeout", "--timeout", "1", "--geocube-report-dir", str(report_dir), "--geocube-run-id", "slow-build",
     )  # fmt: skip
     # The check passes although the build took longer than its per-test timeout of 1 s.
     result.assert_outcomes(passed=1)
@@ -71,22 +77,10 @@ def test_a_failed_build_is_an_error_result_in_every_format(
     def broken_build(progress: Callable[[str], None]) -> dict[str, str]:
         raise ClusterError("go install failed (simulated). Fix: see the build log named above")
 
-    monkeypatch.setattr(fixtures.embedded, "build_and_import_images", broken_build)
-    monkeypatch.setattr(fixtures.plugin, "_embedded_kubeconfig", lambda progress=None: tmp_path / "kubeconfig")
-    pytester.makepyfile(
-        test_check="""
-        import pytest
-
-        @pytest.mark.requirement("PLAT-VERSION")
-        def test_needs_images(embedded_images_ready):
-            pass
-        """
-    )
     report_dir = tmp_path / "runs"
-    result = pytester.runpytest(
-        "-p", "fixtures.plugin", "-p", "no:asyncio", "-p", "no:cacheprovider",
-        "--geocube-report-dir", str(report_dir), "--geocube-run-id", "broken-build",
-    )  # fmt: skip
+    result = embedded_run(
+        pytester, monkeypatch, broken_build, "--geocube-report-dir", str(report_dir), "--geocube-run-id", "broken-build"
+    )
     assert result.ret == 3  # ERROR
     run_dir = report_dir / "broken-build"
     record = json.loads((run_dir / "run.json").read_text())

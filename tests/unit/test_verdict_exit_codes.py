@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from dataclasses import asdict
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,12 @@ from typing import Any
 import pytest
 
 from reports import cli, history
-from reports.model import Requirement
+from tests.unit.fake_suite import with_catalogue
 
 pytest_plugins = ["pytester"]
 
 # As in test_reports_plugin.py: the inner runs load only the report plugin (no framework, no asyncio).
 _BASE_ARGS = ("-p", "reports.plugin", "-p", "no:asyncio", "-p", "no:cacheprovider")
-
-_AREAS = {"DB": "database", "MSG": "messaging", "AS": "autoscaling", "STO": "storage", "PLAT": "platform"}
 
 
 def run(pytester: pytest.Pytester, *args: str, run_id: str = "run") -> tuple[pytest.RunResult, Path]:
@@ -38,38 +35,6 @@ def run(pytester: pytest.Pytester, *args: str, run_id: str = "run") -> tuple[pyt
 def load(run_dir: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((run_dir / "run.json").read_text())
     return data
-
-
-def with_catalogue(pytester: pytest.Pytester, *ids: str, not_applicable: dict[str, str] | None = None) -> None:
-    """Give the fake suite a requirement catalogue, as the framework does (``fixtures.coverage``): a conftest
-    whose ``pytest_configure`` runs after the report plugin's and hands the catalogue to the recorder.
-
-    ``not_applicable``: id -> why it does not apply to the run's profile.
-    """
-    not_applicable = not_applicable or {}
-    catalogue = [
-        Requirement(
-            id=rid,
-            area=_AREAS.get(rid.split("-")[0], "platform"),
-            title=f"{rid} holds",
-            applicable=rid not in not_applicable,
-            not_applicable_because=not_applicable.get(rid),
-        )
-        for rid in ids
-    ]
-    pytester.makeconftest(
-        f"""
-        import pytest
-        from reports.model import Requirement
-        from reports.plugin import get_recorder
-
-        CATALOGUE = {[asdict(r) for r in catalogue]!r}
-
-        @pytest.hookimpl(trylast=True)
-        def pytest_configure(config):
-            get_recorder(config).set_catalogue([Requirement(**r) for r in CATALOGUE])
-        """
-    )
 
 
 # -- a fake suite of two areas: database (two requirements) and messaging (one) --------------------------
@@ -252,7 +217,8 @@ RENDER_ERROR = (
     "render: missing {{DB_HOSTNAME}} at apiserver/config.yaml:4\n"
     "Fix: pass --set DB_HOSTNAME=VALUE or the [params] table of a --profile."
 )
-FIRST_LINE = RENDER_ERROR.splitlines()[0]
+ONE_LINE = " ".join(RENDER_ERROR.splitlines())  # the verdict's reason line: the whole message, joined
+FIRST_LINE = RENDER_ERROR.splitlines()[0]  # JUnit's error message attribute; the element's text is all of it
 STOPPERS = {
     # A fixture of a suite (or a plugin) ending the session: recorded as the session's error.
     "pytest.exit": f"pytest.exit({RENDER_ERROR!r}, returncode=4)",
@@ -289,7 +255,7 @@ def test_a_session_error_is_error_exit_3_in_every_format(pytester: pytest.Pytest
     assert (data["verdict"], data["exit_status"]) == ("ERROR", 3)
     assert data["session_errors"] == [{"phase": phase, "message": RENDER_ERROR}]
     assert data["verdict_reasons"] == [
-        f"{phase} failed: {FIRST_LINE}",
+        f"{phase} failed: {ONE_LINE}",
         "2 check(s) could not run because of it: PLAT-ONE, PLAT-TWO",
     ]
     assert {t["status"] for t in data["tests"]} == {"unrun"}
@@ -513,3 +479,20 @@ def test_a_suite_module_that_fails_to_import_is_still_an_acceptance_run(pytester
     data = load(run_dir)
     assert data["verdict"] == "FAIL"
     assert "no_such_module_of_geocube" in data["collection_errors"][0]["message"]
+
+
+def test_collect_only_lists_checks_without_judging_them(pytester: pytest.Pytester) -> None:
+    with_catalogue(pytester, "DB-AUTH")
+    pytester.makepyfile(
+        test_db="""
+        import pytest
+
+        @pytest.mark.requirement("DB-AUTH")
+        def test_auth():
+            pass
+        """
+    )
+    result, run_dir = run(pytester, "--collect-only")
+    assert result.ret == 0
+    assert not run_dir.exists()
+    assert not (run_dir.parent / history.HISTORY_FILE).exists()
