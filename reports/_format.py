@@ -87,6 +87,16 @@ def coverage_rows(record: RunRecord) -> list[tuple[str, str, str]]:
     return rows
 
 
+def phases_summary(record: RunRecord) -> str:
+    """``build 6m00s, deploy 9.3s`` for the run table: time spent outside the checks."""
+    return (
+        ", ".join(
+            f"{p.name} {duration(p.duration)}{'' if p.status == 'passed' else ' (failed)'}" for p in record.phases
+        )
+        or "-"
+    )
+
+
 NO_CATALOGUE = "No requirement catalogue: this run cannot show that every requirement ran."
 
 

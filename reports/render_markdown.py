@@ -60,6 +60,7 @@ def render(record: RunRecord) -> str:
             ["Started", record.started_at],
             ["Finished", record.finished_at],
             ["Duration", fmt.duration(record.duration)],
+            ["Outside the checks", fmt.phases_summary(record)],
             ["Profile", inv.profile or fmt.NOT_REPORTED],
             ["Suite version", suite.get("version", fmt.NOT_REPORTED)],
             ["Suite commit", suite.get("commit", fmt.NOT_REPORTED)],

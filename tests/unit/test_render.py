@@ -401,7 +401,8 @@ def test_rendered_stack_reports_all_missing_parameters_and_stops_before_any_clus
         ]
     )
     sign_off = result.stdout.str().split("geocube sign-off report", 1)[1].split("no tests ran", 1)[0]
-    assert sign_off.count("missing parameter(s)") == 1  # said once, not once per check needing the stack
+    # Said in the verdict's reason line and in the message block, not once per check needing the stack.
+    assert sign_off.count("missing parameter(s)") == 2
     [run_json] = (pytester.path / "reports" / "runs").glob("*/run.json")
     record = json.loads(run_json.read_text())
     assert record["verdict"] == "ERROR" and record["exit_status"] == 3

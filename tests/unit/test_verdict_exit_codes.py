@@ -469,12 +469,12 @@ def test_a_suite_module_that_fails_to_import_is_still_an_acceptance_run(pytester
         from reports.plugin import get_recorder
 
         def pytest_configure(config):
-            get_recorder(config).acceptance_root = (Path(__file__).parent / "suites").resolve()
+            get_recorder(config).acceptance_root = (Path(__file__).parent / "acceptance").resolve()
         """
     )
-    pytester.mkpydir("suites")
-    (pytester.path / "suites" / "test_broken.py").write_text("import no_such_module_of_geocube\n")
-    result, run_dir = run(pytester, "suites")
+    pytester.mkpydir("acceptance")
+    (pytester.path / "acceptance" / "test_broken.py").write_text("import no_such_module_of_geocube\n")
+    result, run_dir = run(pytester, "acceptance")
     assert result.ret == 1  # FAIL: a collection error
     data = load(run_dir)
     assert data["verdict"] == "FAIL"
