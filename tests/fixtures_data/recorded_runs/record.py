@@ -1,6 +1,6 @@
 """Turn a real run's ``run.json`` into a recorded run of this folder (see README.md).
 
-    .venv/bin/python tests/fixtures_data/recorded_runs/record.py NAME RUN_JSON [--flaky REQUIREMENT-ID]
+    .venv/bin/python tests/fixtures_data/recorded_runs/record.py NAME RUN_JSON [--flaky REQUIREMENT-ID --run-id ID]
 
 The record is kept as the suite wrote it, except that:
 - ``history`` is emptied (the self-tests replay the recorded runs through the history themselves);
@@ -8,7 +8,8 @@ The record is kept as the suite wrote it, except that:
   parameter, a ``--set POSTGRES_PASSWORD=…`` argument and, in every failure's traceback, a DSN;
   no rendered format may contain it;
 - ``--flaky ID`` gives that (passed) check a failed first attempt, the way pytest-rerunfailures records
-  a check that passed only on rerun: a real flaky check cannot be produced on demand.
+  a check that passed only on rerun: a real flaky check cannot be produced on demand. A record derived
+  from another needs its own ``--run-id`` (the history never compares a run with itself).
 """
 
 from __future__ import annotations
@@ -50,9 +51,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("name", help="file name without .json, e.g. 01-pass")
     parser.add_argument("run_json", type=Path)
     parser.add_argument("--flaky", metavar="REQUIREMENT-ID")
+    parser.add_argument("--run-id", metavar="ID", help="the record's run id (default: the run's own)")
     args = parser.parse_args(argv)
     record = json.loads(args.run_json.read_text(encoding="utf-8"))
     record["history"] = None
+    if args.run_id:
+        record["command"] = [args.run_id if arg == record["run_id"] else arg for arg in record["command"]]
+        record["run_id"] = args.run_id
     if args.flaky:
         make_flaky(record, args.flaky)
     plant_secret(record)
