@@ -193,7 +193,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         with contextlib.suppress(ReportConfigError):  # pytest_sessionstart reports it as a usage error
             recorder.set_base_dir(Path(imposed), source="the framework, config.stash[REPORT_DIR_KEY]")
     if recorder is not None:
-        return [f"geocube-report: {recorder.base_dir} (from {recorder.base_dir_source})"]
+        return [f"geocube-report: {recorder.base_dir} (from {recorder.base_dir_source})", recorder.coverage_header()]
     return [f"geocube-report: {settings.base_dir} (from {settings.base_dir_source})"]
 
 

@@ -225,6 +225,19 @@ class RunRecorder:
         """The requirements of the suite as they apply to this run's profile (see :mod:`reports.catalogue`)."""
         self._catalogue = list(requirements)
 
+    def coverage_header(self) -> str:
+        """One header line: what a sign-off needs from this run, said before it starts."""
+        if self._catalogue is None:
+            return "geocube-coverage: no requirement catalogue: this run cannot sign off"
+        applicable = [r for r in self._catalogue if r.applicable]
+        line = (
+            f"geocube-coverage: SIGN-OFF PASS needs all {len(applicable)} applicable requirements of the catalogue "
+            f"({len(self._catalogue)} in all) to run and pass"
+        )
+        if self._defect_register:
+            line += f"; known-defect register entries: {len(self._defect_register)}"
+        return line
+
     def set_defect_register(self, entries: list[DefectEntry], *, version: str | None, profile: dict[str, str]) -> None:
         """The known defects of the system under test, and the version and profile that decide which are expected."""
         self._defect_register = list(entries)

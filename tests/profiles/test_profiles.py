@@ -2,7 +2,8 @@
 
 The main job covers pgqueue + local storage. Here the same checks run against the Pub/Sub emulator
 and the GCS emulator, in a separate pytest process: every check passes, except that autoscaling is
-reported INCOMPLETE (the emulator has no backlog metric), never as a pass.
+reported INCOMPLETE (the emulator has no backlog metric), never as a pass. A storage run on the local
+profile shows the registered known defect of Geocube's rollback, which gs:// does not have.
 
     sudo .venv/bin/pytest tests/profiles -m cluster
 """
@@ -40,3 +41,22 @@ def test_pubsub_and_gs_profiles_pass_and_autoscaling_is_incomplete(tmp_path: Pat
     cancelled = checks["STO-CANCELLED-JOBS"]["evidence"]
     assert cancelled["job terminal state"] == "FAILED", cancelled
     assert record["known_defects"] == [], record["known_defects"]
+
+
+def test_local_storage_shows_the_registered_rollback_defect_with_its_log_line(tmp_path: Path) -> None:
+    """On local storage a cancelled job ends ROLLBACKFAILED: the check passes and the report says why."""
+    require_embedded_cluster()
+    record = run_suites(["suites/storage"], [], tmp_path, "profile-local-storage")
+    cancelled = outcomes(record)["STO-CANCELLED-JOBS"]
+    assert cancelled["status"] == "passed", cancelled.get("message")
+    assert cancelled["evidence"]["job terminal state"] == "ROLLBACKFAILED", cancelled["evidence"]
+    [defect] = record["known_defects"]
+    assert (defect["id"], defect["observed"], defect["expected"]) == (
+        "GEOCUBE-ROLLBACK-UNWRITTEN-CONTAINER",
+        True,
+        True,
+    )
+    assert "failed to remove file" in defect["evidence"] and "no such file or directory" in defect["evidence"]
+    assert record["verdict"] == "PARTIAL"  # one area: never a sign-off
+    report = (tmp_path / "reports" / "profile-local-storage" / "report.md").read_text()
+    assert "## Known defects observed" in report and defect["evidence"] in report
