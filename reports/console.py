@@ -258,7 +258,9 @@ def phase(name: str, *, log: str | None = None, heartbeat: float | None = None) 
 
     def beat() -> None:
         while not stop.wait(period):
-            current._line(f"still running: {current.current}{f' (log: {log})' if log else ''}")
+            with _display.lock:  # a wait inside the phase says best what it is doing now
+                doing = _display.active[-1].status() if _display.active else current.current
+            current._line(f"still running: {doing}{f' (log: {log})' if log else ''}")
 
     thread = threading.Thread(target=beat, name=f"geocube-{name}-heartbeat", daemon=True)
     thread.start()
