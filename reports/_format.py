@@ -71,8 +71,8 @@ def unverified(record: RunRecord) -> list[TestResult]:
     return [t for t in sorted_tests(record) if t.status in shown]
 
 
-def coverage_rows(record: RunRecord) -> list[tuple[str, str, str]]:
-    """(requirement id, area, what this run did with it) for every catalogue entry; empty without a catalogue."""
+def coverage_rows(record: RunRecord) -> list[tuple[str, str, str, str]]:
+    """(requirement id, area, impact, what this run did with it) per catalogue entry; empty without a catalogue."""
     ran = {t.requirement_id: t for t in record.tests if t.requirement_id}
     rows = []
     for requirement in record.catalogue or []:
@@ -81,9 +81,11 @@ def coverage_rows(record: RunRecord) -> list[tuple[str, str, str]]:
             state = f"not applicable: {requirement.not_applicable_because}"
         elif test is None:
             state = "NOT SELECTED (outside the paths given)"
+        elif test.status is Status.DESELECTED and test.skip_reason:
+            state = f"NOT RUN {test.skip_reason}"
         else:
             state = STATUS_LABELS[test.status]
-        rows.append((requirement.id, requirement.area, state))
+        rows.append((requirement.id, requirement.area, requirement.impact or "-", state))
     return rows
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reports.model import Requirement
+from reports.model import IMPACTS, Requirement
 
 _ID = re.compile(r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+$")
 
@@ -29,14 +29,17 @@ class CatalogueEntry:
     title: str
     applies_when: Mapping[str, tuple[str, ...]]
     why_not: str | None
+    impact: str
+    impact_why: str | None
 
     def for_profile(self, profile: Mapping[str, str]) -> Requirement:
         """This entry as it applies to ``profile`` (e.g. ``{"messaging": "pgqueue", "storage": "local"}``)."""
+        requirement = Requirement(self.id, self.area, self.title, impact=self.impact, impact_why=self.impact_why)
         for key, values in self.applies_when.items():
             if profile.get(key) not in values:
-                why = self.why_not or f"only with {key} {' or '.join(values)}"
-                return Requirement(self.id, self.area, self.title, applicable=False, not_applicable_because=why)
-        return Requirement(self.id, self.area, self.title)
+                requirement.applicable = False
+                requirement.not_applicable_because = self.why_not or f"only with {key} {' or '.join(values)}"
+        return requirement
 
 
 def load(path: Path) -> list[CatalogueEntry]:
@@ -83,7 +86,10 @@ def _entry(raw: Any, where: str) -> CatalogueEntry:
     ):
         raise CatalogueError(f"{where} ({rid}): applies_when must map a profile key to a list of values")
     why_not = raw.get("why_not")
-    unknown = set(raw) - {"id", "area", "title", "applies_when", "why_not"}
+    impact, impact_why = raw.get("impact"), raw.get("impact_why")
+    if impact not in IMPACTS:
+        raise CatalogueError(f"{where} ({rid}): impact {impact!r} must be one of {', '.join(IMPACTS)}")
+    unknown = set(raw) - {"id", "area", "title", "applies_when", "why_not", "impact", "impact_why"}
     if unknown:
         raise CatalogueError(f"{where} ({rid}): unknown key(s) {sorted(unknown)}")
     return CatalogueEntry(
@@ -92,4 +98,6 @@ def _entry(raw: Any, where: str) -> CatalogueEntry:
         title=title,
         applies_when={str(k): tuple(v) for k, v in applies.items()},
         why_not=str(why_not) if why_not is not None else None,
+        impact=str(impact),
+        impact_why=str(impact_why) if impact_why is not None else None,
     )

@@ -132,6 +132,13 @@ class CollectionError:
     message: str
 
 
+IMPACTS = ("read-only", "test-data", "disruptive")
+"""What a check does to the stack it runs against, from the least to the most: it only reads; it creates test
+data and removes it again; or it disrupts (fills the database, pauses or scales workers, injects backlog or
+garbage into shared queues, runs extra workers, leaves data behind). On a live stack only read-only checks run
+unless the user allows more (``--allow``)."""
+
+
 @dataclass
 class Requirement:
     """One entry of the requirement catalogue, as it applied to this run's profile."""
@@ -141,6 +148,9 @@ class Requirement:
     title: str
     applicable: bool = True
     not_applicable_because: str | None = None
+    impact: str | None = None
+    """One of IMPACTS (None in records written before impacts were declared)."""
+    impact_why: str | None = None
 
 
 @dataclass
@@ -418,8 +428,15 @@ def _coverage(record: RunRecord) -> _Coverage:
     deselected = {t.requirement_id for t in record.tests if t.requirement_id and t.status is Status.DESELECTED}
     applicable = [r for r in record.catalogue if r.applicable]
     left_out = [r.id for r in applicable if r.id not in selected]
-    by_deselection = [i for i in left_out if i in deselected]
+    why_left_out = {t.requirement_id: t.skip_reason for t in record.tests if t.status is Status.DESELECTED}
+    by_deselection = [i for i in left_out if i in deselected and not why_left_out.get(i)]
+    by_policy: dict[str, list[str]] = {}
+    for rid in left_out:
+        if rid in deselected and why_left_out.get(rid):
+            by_policy.setdefault(str(why_left_out[rid]), []).append(rid)
     by_paths = [i for i in left_out if i not in deselected]
+    for reason, ids in by_policy.items():
+        coverage.gaps.append(f"{len(ids)} requirement(s) not run, {reason}: {', '.join(ids)}")
     if by_deselection:
         coverage.gaps.append(f"{len(by_deselection)} requirement(s) deselected (-k/-m): {', '.join(by_deselection)}")
     if by_paths:

@@ -295,6 +295,11 @@ class RunRecorder:
         if not self._attempts.get(nodeid):
             test.status = status
 
+    def left_out(self, nodeid: str, reason: str) -> None:
+        """A deselected check was left out by a policy, not by -k/-m (e.g. its impact on a live stack)."""
+        test = self._tests.setdefault(nodeid, TestResult(nodeid=nodeid, status=Status.DESELECTED))
+        test.skip_reason = reason
+
     def collection_error(self, nodeid: str, message: str) -> None:
         self._collection_errors.append(CollectionError(nodeid=nodeid, message=message))
 

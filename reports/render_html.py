@@ -271,10 +271,12 @@ def _coverage(record: RunRecord) -> str:
     if record.catalogue is None:
         return f"{head}<p>{escape(fmt.NO_CATALOGUE)}</p>"
     rows = "".join(
-        f"<tr><td><code>{escape(rid)}</code></td><td>{escape(area)}</td><td>{escape(state)}</td></tr>"
-        for rid, area, state in fmt.coverage_rows(record)
+        f"<tr><td><code>{escape(rid)}</code></td><td>{escape(area)}</td><td>{escape(impact)}</td>"
+        f"<td>{escape(state)}</td></tr>"
+        for rid, area, impact, state in fmt.coverage_rows(record)
     )
-    return f"{head}<table><tr><th>Requirement</th><th>Area</th><th>In this run</th></tr>{rows}</table>"
+    head += "<table><tr><th>Requirement</th><th>Area</th><th>Impact</th><th>In this run</th></tr>"
+    return f"{head}{rows}</table>"
 
 
 def _known_defects(record: RunRecord) -> str:

@@ -165,7 +165,8 @@ def _coverage(record: RunRecord) -> list[str]:
     out = ["## Coverage", ""]
     if record.catalogue is None:
         return [*out, fmt.NO_CATALOGUE, ""]
-    return [*out, *_table(["Requirement", "Area", "In this run"], [list(row) for row in fmt.coverage_rows(record)])]
+    rows = [list(row) for row in fmt.coverage_rows(record)]
+    return [*out, *_table(["Requirement", "Area", "Impact", "In this run"], rows)]
 
 
 def _known_defects(record: RunRecord) -> list[str]:

@@ -111,7 +111,7 @@ def test_all_passing_run_is_sign_off_pass_and_writes_every_format(pytester: pyte
     assert "| DB-CONN-LIMIT | connections above the limit are refused with 53300 | database | PASS |" in markdown
     assert "refused_at_connection=101" in markdown
     assert "## Coverage" in markdown
-    assert "| STO-GCS-ONLY | storage | not applicable: only with storage gs |" in markdown
+    assert "| STO-GCS-ONLY | storage | - | not applicable: only with storage gs |" in markdown
     html = (run_dir / "report.html").read_text()
     assert "SIGN-OFF PASS" in html and 'id="coverage"' in html
     root = ET.parse(run_dir / "junit.xml").getroot()

@@ -109,7 +109,7 @@ def test_a_selection_leaving_requirements_out_is_partial_exit_0(
     markdown = (run_dir / "report.md").read_text()
     assert "## Verdict: ◐ PARTIAL" in markdown and f"- {gap}" in markdown
     left_out = "NOT SELECTED (outside the paths given)" if deselected == 0 else "DESELECTED"
-    assert f"| MSG-QUEUES | messaging | {left_out} |" in markdown
+    assert f"| MSG-QUEUES | messaging | - | {left_out} |" in markdown
 
 
 def test_an_incapable_environment_is_incomplete_exit_2(pytester: pytest.Pytester) -> None:
