@@ -85,7 +85,10 @@ def coverage_rows(record: RunRecord) -> list[tuple[str, str, str, str]]:
             state = f"NOT RUN {test.skip_reason}"
         else:
             state = STATUS_LABELS[test.status]
-        rows.append((requirement.id, requirement.area, requirement.impact or "-", state))
+        impact = requirement.impact or "-"
+        if requirement.impact_why:
+            impact += f": {requirement.impact_why}"
+        rows.append((requirement.id, requirement.area, impact, state))
     return rows
 
 
