@@ -16,6 +16,7 @@ import pytest
 
 import fixtures.embedded
 import fixtures.plugin
+from fixtures.errors import ClusterError
 from reports import console
 
 pytest_plugins = ["pytester"]
@@ -69,13 +70,19 @@ def test_a_slow_build_is_a_phase_outside_every_check_and_its_timeout(
     assert record["verdict"] == "PARTIAL"
 
 
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (ClusterError("go install failed (simulated). Fix: see the build log named above"), "go install failed"),
+        (RuntimeError("mmdebstrap exited 1 (simulated)"), "RuntimeError: mmdebstrap exited 1 (simulated)"),
+    ],
+    ids=["harness-error", "any-other-error"],
+)
 def test_a_failed_build_is_an_error_result_in_every_format(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, error: Exception, said: str
 ) -> None:
-    from fixtures.errors import ClusterError
-
     def broken_build(progress: Callable[[str], None]) -> dict[str, str]:
-        raise ClusterError("go install failed (simulated). Fix: see the build log named above")
+        raise error
 
     report_dir = tmp_path / "runs"
     result = embedded_run(
@@ -86,8 +93,9 @@ def test_a_failed_build_is_an_error_result_in_every_format(
     record = json.loads((run_dir / "run.json").read_text())
     assert record["verdict"] == "ERROR"
     assert record["session_errors"][0]["phase"] == "build"
+    assert [(p["name"], p["status"]) for p in record["phases"]] == [("build", "failed")]
     for name in ("run.json", "report.md", "report.html", "junit.xml"):
-        assert "go install failed (simulated)" in (run_dir / name).read_text(), name
+        assert said in (run_dir / name).read_text(), name
 
 
 def test_self_tests_leave_the_sign_off_reports_untouched() -> None:
