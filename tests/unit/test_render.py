@@ -412,21 +412,49 @@ def test_rendered_stack_reports_all_missing_parameters_and_stops_before_any_clus
     assert {t["status"] for t in record["tests"]} == {"unrun"}
 
 
-def test_rendered_stack_warns_about_unused_user_parameters(pytester: pytest.Pytester) -> None:
+def test_an_unknown_parameter_is_an_error_naming_the_known_ones(pytester: pytest.Pytester) -> None:
     root = write_manifests(pytester)
-    pytester.makeini("[pytest]\nfilterwarnings = error\n")  # a harness warning must not fail a strict run
     pytester.makepyfile(
         """
         def test_uses_the_stack(rendered_stack):
-            assert [m.ref for m in rendered_stack.objects] == ["ConfigMap/cfg", "Deployment/apiserver"]
-            assert all(m.namespace.startswith("geocube-e2e-") for m in rendered_stack.objects)
+            pass
         """
     )
     result = pytester.runpytest(
         "-p", "fixtures.plugin", "-p", "no:asyncio", "--manifests-dir", str(root),
         "--set", "SERVER_IMG=img", "--set", "DB_HOSTNAME=db", "--set", "DB_HSOT=typo",
     )  # fmt: skip
-    result.assert_outcomes(passed=1, warnings=1)
+    assert result.ret == 3  # ERROR, before anything is applied
     result.stdout.fnmatch_lines(
-        ["*UnusedParameterWarning: parameter(s) used by no template under*DB_HSOT (cli --set)*"]
+        [
+            "render failed:",
+            "*unknown parameter(s) DB_HSOT (cli --set): no template under * uses them. "
+            "Known parameters: DB_HOSTNAME, POSTGRES_PASSWORD, SERVER_IMG. Fix: correct the name or drop it.",
+        ]
     )
+
+
+def test_a_parameter_of_another_profile_only_warns(pytester: pytest.Pytester) -> None:
+    """A params file shared by profiles may hold values this profile's templates do not use."""
+    root = pytester.path / "manifests"
+    for folder, text in {
+        "base": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: base}\ndata: {a: '{{BASE_VALUE}}'}\n",
+        "messaging/pgqueue": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: q}\ndata: {a: 'x'}\n",
+        "messaging/pubsub": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: q}\ndata: {a: '{{PUBSUB_PROJECT}}'}\n",
+        "storage/local": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: s}\ndata: {a: 'x'}\n",
+    }.items():
+        (root / folder).mkdir(parents=True)
+        (root / folder / "objects.yaml").write_text(text)
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")  # a harness warning must not fail a strict run
+    pytester.makepyfile(
+        """
+        def test_uses_the_stack(rendered_stack):
+            assert [m.ref for m in rendered_stack.objects] == ["ConfigMap/base", "ConfigMap/q", "ConfigMap/s"]
+        """
+    )
+    result = pytester.runpytest(
+        "-p", "fixtures.plugin", "-p", "no:asyncio", "--manifests-dir", str(root), "--messaging", "pgqueue",
+        "--set", "BASE_VALUE=v", "--set", "PUBSUB_PROJECT=p",
+    )  # fmt: skip
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*UnusedParameterWarning: parameter(s) used by no template under*PUBSUB_PROJECT*"])

@@ -117,3 +117,66 @@ def test_self_tests_leave_the_sign_off_reports_untouched() -> None:
     after = sorted(p.name for p in runs.iterdir()) if runs.is_dir() else []
     assert after == before
     assert (history.read_bytes() if history.is_file() else None) == history_before
+
+
+def test_a_template_error_stops_the_run_before_the_build_and_before_any_namespace(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def no_build(progress: Callable[[str], None]) -> dict[str, str]:
+        raise AssertionError("the build ran although a template cannot be rendered")
+
+    monkeypatch.setattr(fixtures.embedded, "build_and_import_images", no_build)
+    monkeypatch.setattr(fixtures.plugin, "_embedded_kubeconfig", lambda progress=None: pytest.fail("cluster used"))
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (manifests / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: '{{NOPE}}'}\n")
+    pytester.makepyfile(
+        test_check="""
+        import pytest
+
+        @pytest.mark.requirement("PLAT-VERSION")
+        def test_needs_the_stack(deployed_stack):
+            pass
+        """
+    )
+    result = pytester.runpytest(
+        "-p", "fixtures.plugin", "-p", "no:asyncio", "-p", "no:cacheprovider", "--manifests-dir", str(manifests),
+        "--geocube-report-dir", str(tmp_path / "runs"), "--geocube-run-id", "bad-template",
+    )  # fmt: skip
+    assert result.ret == 3
+    record = json.loads((tmp_path / "runs" / "bad-template" / "run.json").read_text())
+    assert [e["phase"] for e in record["session_errors"]] == ["render"]
+    assert "NOPE" in record["session_errors"][0]["message"]
+    assert record["phases"] == [], "nothing was built nor deployed"
+
+
+def test_a_conftest_that_decides_the_parameters_is_validated_by_its_own_fixtures(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    """The early render uses the settings; a conftest overriding a decision fixture renders something else."""
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (manifests / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: '{{NOPE}}'}\n")
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def stack_params():
+            return {"NOPE": "given by the conftest"}
+        """
+    )
+    pytester.makepyfile(
+        test_check="""
+        import pytest
+
+        @pytest.mark.requirement("PLAT-VERSION")
+        def test_renders(rendered_stack):
+            assert rendered_stack.objects[0].body["data"]["a"] == "given by the conftest"
+        """
+    )
+    result = pytester.runpytest(
+        "-p", "fixtures.plugin", "-p", "no:asyncio", "-p", "no:cacheprovider", "--manifests-dir", str(manifests),
+        "--geocube-report-dir", str(tmp_path / "runs"),
+    )  # fmt: skip
+    result.assert_outcomes(passed=1)
