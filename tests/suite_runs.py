@@ -7,12 +7,28 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def embedded_kube() -> Iterator[Any]:
+    """An API client of the running embedded cluster (skips unless root on Linux)."""
+    require_embedded_cluster()
+    from fixtures.cluster_client import connect
+    from localcluster.cluster import ensure_running
+
+    client = connect(ensure_running(), None)
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def require_embedded_cluster() -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from fixtures.labels import RUN_ID_LABEL
-from tests.suite_runs import REPO, require_embedded_cluster
+from tests.suite_runs import REPO, embedded_kube
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 
@@ -59,13 +59,8 @@ def test_check(deployed_stack):
 @pytest.fixture(scope="module")
 def kube() -> Iterator[Any]:
     """An API client of the running embedded cluster (root on Linux only)."""
-    require_embedded_cluster()
-    from fixtures.cluster_client import connect
-    from localcluster.cluster import ensure_running
-
-    client = connect(ensure_running(), None)
-    yield client
-    client.close()
+    with embedded_kube() as client:
+        yield client
 
 
 def project(tmp_path: Path, image: str) -> Path:

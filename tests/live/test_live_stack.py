@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from fixtures.labels import RUN_ID_LABEL
-from tests.suite_runs import outcomes, require_embedded_cluster, run_suites
+from tests.suite_runs import embedded_kube, outcomes, run_suites
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -33,13 +33,9 @@ COUNTS = (
 
 @pytest.fixture(scope="module")
 def kube() -> Iterator[Any]:
-    require_embedded_cluster()
-    from fixtures.cluster_client import connect
-    from localcluster.cluster import ensure_running
-
-    client = connect(ensure_running(), None)
-    yield client
-    client.close()
+    """An API client of the running embedded cluster (root on Linux only)."""
+    with embedded_kube() as client:
+        yield client
 
 
 @pytest.fixture
