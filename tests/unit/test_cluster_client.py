@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,10 +27,39 @@ current-context: only
 """
 
 
-def kubeconfig(tmp_path: Path, port: int) -> Path:
+def kubeconfig(tmp_path: Path, port: int, scheme: str = "https") -> Path:
     path = tmp_path / "kubeconfig"
-    path.write_text(KUBECONFIG.replace("{port}", str(port)))
+    path.write_text(KUBECONFIG.replace("{port}", str(port)).replace("https://", f"{scheme}://"))
     return path
+
+
+@pytest.fixture
+def web_server() -> Iterator[Callable[[int, str], int]]:
+    """``web_server(status, body)``: an HTTP server that is not Kubernetes, answering every GET so; its port."""
+    servers: list[http.server.HTTPServer] = []
+
+    def start(status: int, body: str) -> int:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                payload = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return int(server.server_address[1])
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture
@@ -72,6 +102,21 @@ def test_refused_api_server_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ClusterError, match=r"127\.0\.0\.1.*Fix:"):
         connect(kubeconfig(tmp_path, free_port()), None, timeout=5)
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "said"),
+    [
+        (200, "<html><body>Welcome to nginx!</body></html>", r"is not a Kubernetes API server: GET /version answered"),
+        (404, "<html>Not Found</html>", r"answered 404 .*is it a Kubernetes API server at all\?"),
+    ],
+    ids=["a-web-page", "not-found"],
+)
+def test_an_endpoint_that_is_not_kubernetes_is_one_clear_error(
+    tmp_path: Path, web_server: Callable[[int, str], int], status: int, body: str, said: str
+) -> None:
+    with pytest.raises(ClusterError, match=said):
+        connect(kubeconfig(tmp_path, web_server(status, body), scheme="http"), None, timeout=5)
 
 
 def test_hung_api_server_is_reported_within_the_timeout(tmp_path: Path, silent_server: int) -> None:

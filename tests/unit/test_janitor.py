@@ -154,6 +154,17 @@ def test_gc_lists_by_label_and_deletes_only_expired_ones() -> None:
     assert errors == []
 
 
+def test_gc_removes_the_local_stack_storage_of_what_it_deletes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import fixtures.embedded
+
+    monkeypatch.setattr(fixtures.embedded, "STORAGE_ROOT", tmp_path)
+    for name in ("geocube-e2e-old-1", "geocube-e2e-new-1"):
+        (tmp_path / name / "ingestion").mkdir(parents=True)
+    core = FakeCore([ns("geocube-e2e-old-1"), ns("geocube-e2e-new-1", expires=NOW + timedelta(days=1))])
+    collect_garbage(fake_kube(core), now=NOW)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["geocube-e2e-new-1"], "only the collected one goes"
+
+
 def test_gc_dry_run_deletes_nothing_and_not_found_is_success() -> None:
     core = FakeCore([ns("geocube-e2e-old-1")])
     collect_garbage(fake_kube(core), now=NOW, dry_run=True)
