@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TextIO
 
 MIN_INTERVAL = 1.0
@@ -226,6 +227,7 @@ class Phase:
     name: str
     log: str | None
     started: float = field(default_factory=time.monotonic)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     current: str = "starting"
     _out: _Output | None = None
 

@@ -33,9 +33,7 @@ def comparison_key(record: RunRecord) -> dict[str, str]:
         cluster_text = f"{cluster.get('server')} (context {cluster.get('context')})"
     else:
         cluster_text = "unknown"
-    selected = sorted(
-        {t.requirement_id for t in record.tests if t.requirement_id and t.status is not Status.DESELECTED}
-    )
+    selected = sorted(record.selected_requirements())
     applicable = sorted(r.id for r in record.catalogue or [] if r.applicable)
     selection = "all applicable requirements" if selected and selected == applicable else ",".join(selected)
     return {"cluster": cluster_text, "profile": str(record.inventory.get("profile")), "selection": selection}

@@ -251,6 +251,10 @@ class RunRecord:
     def verdict_reasons(self) -> list[str]:
         return compute_verdict(self)[1]
 
+    def selected_requirements(self) -> set[str]:
+        """The requirement ids of the checks the run selected (ran, or tried to)."""
+        return {t.requirement_id for t in self.tests if t.requirement_id and t.status is not Status.DESELECTED}
+
     def summary(self) -> dict[str, int]:
         counts = {status.value: 0 for status in Status}
         for test in self.tests:
@@ -424,25 +428,23 @@ def _coverage(record: RunRecord) -> _Coverage:
             f"check(s) verify requirement(s) missing from the catalogue: {', '.join(unknown)} "
             "(add them to suites/requirements.toml or fix the marker's id)"
         )
-    selected = {t.requirement_id for t in record.tests if t.requirement_id and t.status is not Status.DESELECTED}
-    deselected = {t.requirement_id for t in record.tests if t.requirement_id and t.status is Status.DESELECTED}
+    selected = record.selected_requirements()
+    # Why a deselected requirement was left out: a policy's reason (e.g. its impact on a live stack), or -k/-m.
+    deselected = {t.requirement_id: t.skip_reason for t in record.tests if t.status is Status.DESELECTED}
     applicable = [r for r in record.catalogue if r.applicable]
-    left_out = [r.id for r in applicable if r.id not in selected]
-    why_left_out = {t.requirement_id: t.skip_reason for t in record.tests if t.status is Status.DESELECTED}
-    by_deselection = [i for i in left_out if i in deselected and not why_left_out.get(i)]
-    by_policy: dict[str, list[str]] = {}
-    for rid in left_out:
-        if rid in deselected and why_left_out.get(rid):
-            by_policy.setdefault(str(why_left_out[rid]), []).append(rid)
-    by_paths = [i for i in left_out if i not in deselected]
-    for reason, ids in by_policy.items():
-        coverage.gaps.append(f"{len(ids)} requirement(s) not run, {reason}: {', '.join(ids)}")
-    if by_deselection:
-        coverage.gaps.append(f"{len(by_deselection)} requirement(s) deselected (-k/-m): {', '.join(by_deselection)}")
-    if by_paths:
-        coverage.gaps.append(
-            f"{len(by_paths)} requirement(s) not collected (outside the paths given): {', '.join(by_paths)}"
-        )
+    groups: dict[str, list[str]] = {}
+    for requirement in applicable:
+        if requirement.id in selected:
+            continue
+        if requirement.id not in deselected:
+            label = "not collected (outside the paths given)"
+        else:
+            reason = deselected[requirement.id]
+            label = f"not run, {reason}" if reason else "deselected (-k/-m)"
+        groups.setdefault(label, []).append(requirement.id)
+    order = ("deselected (-k/-m)", "not collected (outside the paths given)")  # after every policy's reason
+    for label in sorted(groups, key=lambda label: order.index(label) + 1 if label in order else 0):
+        coverage.gaps.append(f"{len(groups[label])} requirement(s) {label}: {', '.join(groups[label])}")
     not_applicable = [r for r in record.catalogue if not r.applicable]
     coverage.summary = f"all {len(applicable)} applicable requirements ran and passed"
     if not_applicable:

@@ -321,10 +321,11 @@ class _SessionHooks:
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         """A ``pytest.exit`` from a fixture or hook stops the session: its message is a result, not console noise."""
-        if isinstance(excinfo.value, pytest.exit.Exception) and not self.recorder.session_errors:
-            code = excinfo.value.returncode
-            if code != pytest.ExitCode.INTERRUPTED:
-                self.recorder.session_error("session", str(excinfo.value.msg))
+        stop = excinfo.value
+        # No session error yet: the framework's abort() records its own, with its phase, before it exits.
+        recorded = bool(self.recorder.session_errors)
+        if isinstance(stop, pytest.exit.Exception) and stop.returncode != pytest.ExitCode.INTERRUPTED and not recorded:
+            self.recorder.session_error("session", str(stop.msg))
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR) or bool(
@@ -334,7 +335,7 @@ class _SessionHooks:
             # A self-test session or a --collect-only listing: no verdict, no sign-off artefacts, no history,
             # pytest's own exit status.
             return
-        record = self.recorder.finish(exit_status=int(exitstatus), interrupted=interrupted)
+        record = self.recorder.finish(interrupted=interrupted)
         # Exit codes follow the verdict (EXIT_CODES), the same for `run`, plain pytest and `report`.
         session.exitstatus = record.verdict.exit_code
         try:

@@ -225,6 +225,10 @@ class RunRecorder:
         """The requirements of the suite as they apply to this run's profile (see :mod:`reports.catalogue`)."""
         self._catalogue = list(requirements)
 
+    @property
+    def catalogue(self) -> list[Requirement] | None:
+        return None if self._catalogue is None else list(self._catalogue)
+
     def coverage_header(self) -> str:
         """One header line: what a sign-off needs from this run, said before it starts."""
         if self._catalogue is None:
@@ -338,7 +342,7 @@ class RunRecorder:
 
     # -- end of session -------------------------------------------------------------------------------
 
-    def finish(self, *, exit_status: int, interrupted: bool) -> RunRecord:
+    def finish(self, *, interrupted: bool) -> RunRecord:
         """Freeze the record: attempts folded into statuses, evidence attached, secrets masked."""
         for nodeid, attempts in self._attempts.items():
             _fold_attempts(self._tests[nodeid], attempts)
@@ -365,17 +369,15 @@ class RunRecorder:
             inventory=inventory,
             collection_errors=list(self._collection_errors),
             interrupted=interrupted,
-            exit_status=exit_status,
             command=self.command,
             catalogue=None if self._catalogue is None else list(self._catalogue),
             session_errors=list(self._session_errors),
             phases=list(self._phases),
             known_defects=self._known_defects(),
         )
-        record = mask_record(record, self.masker)
         # The process exits with the verdict's code (the plugin sets it), whatever pytest's status was.
         record.exit_status = record.verdict.exit_code
-        self.record = record
+        self.record = mask_record(record, self.masker)
         return self.record
 
     def _take_phases_out_of_checks(self) -> None:

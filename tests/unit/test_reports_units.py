@@ -117,7 +117,7 @@ def test_recorder_same_test_run_twice_fail_then_pass_is_flaky(tmp_path: Path) ->
         recorder.record_phase(_phase("t.py::a", "setup", "passed"))
         recorder.record_phase(_phase("t.py::a", "call", outcome, message="boom" if outcome == "failed" else None))
         recorder.record_phase(_phase("t.py::a", "teardown", "passed"))
-    record = recorder.finish(exit_status=0, interrupted=False)
+    record = recorder.finish(interrupted=False)
     [test] = record.tests
     assert test.status is Status.FLAKY
     assert [a.status for a in test.attempts] == [Status.FAILED, Status.PASSED]
@@ -133,7 +133,7 @@ def test_recorder_outcome_mapping(tmp_path: Path) -> None:
     recorder.record_phase(_phase("t::xfail", "setup", "passed"))
     recorder.record_phase(_phase("t::xfail", "call", "skipped", wasxfail=True, skip_reason="xfail: GEO-1"))
     recorder.record_phase(_phase("t::incapable_fixture", "setup", "skipped", skip_reason="ENVIRONMENT-LIMITATION: x"))
-    statuses = {t.nodeid: t.status for t in recorder.finish(exit_status=1, interrupted=False).tests}
+    statuses = {t.nodeid: t.status for t in recorder.finish(interrupted=False).tests}
     assert statuses == {
         "t::teardown_error": Status.ERROR,
         "t::xfail": Status.XFAILED,
@@ -156,7 +156,7 @@ def test_recorder_run_id_rules(tmp_path: Path) -> None:
 def test_empty_run_is_incomplete(tmp_path: Path) -> None:
     recorder = RunRecorder(base_dir=tmp_path, run_id="r")
     assert not recorder.is_acceptance_run  # the plugin writes nothing for it; the recorder still judges it
-    record = recorder.finish(exit_status=5, interrupted=False)
+    record = recorder.finish(interrupted=False)
     assert record.verdict is Verdict.INCOMPLETE
     assert record.verdict.exit_code == 2
     assert record.verdict_reasons[0] == "no check was selected"
@@ -165,7 +165,7 @@ def test_empty_run_is_incomplete(tmp_path: Path) -> None:
 
     recorder = RunRecorder(base_dir=tmp_path, run_id="r2")
     recorder.set_catalogue([Requirement("DB-CONN-LIMIT", "database", "connections above the limit are refused")])
-    record = recorder.finish(exit_status=5, interrupted=False)
+    record = recorder.finish(interrupted=False)
     assert record.verdict is Verdict.INCOMPLETE
     assert record.verdict_reasons == [
         "no check was selected",
