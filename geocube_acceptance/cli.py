@@ -100,7 +100,7 @@ def _is_test_path(args: Sequence[str], index: int) -> bool:
 
 
 def gc(rest: list[str]) -> int:
-    """Delete this suite's namespaces whose expiry has passed (``--dry-run`` only lists the decisions)."""
+    """Delete this suite's namespaces whose run is over; undo dead runs' changes to live stacks."""
     parser = argparse.ArgumentParser(prog="geocube-acceptance gc", description=gc.__doc__)
     parser.add_argument(
         "--kubeconfig", dest="geocube_kubeconfig", metavar="FILE", help="cluster to clean (default: embedded)"
@@ -123,20 +123,20 @@ def gc(rest: list[str]) -> int:
             return 0
         from fixtures.janitor import collect_garbage
 
-        decisions, errors = collect_garbage(
-            kube, now=datetime.now(UTC), run_id=options.run_id_filter, dry_run=options.dry_run
-        )
+        collected = collect_garbage(kube, now=datetime.now(UTC), run_id=options.run_id_filter, dry_run=options.dry_run)
     except HarnessError as err:
         print(f"gc: {err}", file=sys.stderr)
         return EXIT_USAGE
     verb = "would delete" if options.dry_run else "deleted"
-    for decision in decisions:
+    for decision in collected.decisions:
         print(f"{verb if decision.delete else 'kept':<12} {decision.name}  ({decision.reason})")
-    if not decisions:
+    if not collected.decisions:
         print("gc: no namespace of this suite on the cluster")
-    for error in errors:
+    for line in collected.undone:
+        print(f"gc: {line}")
+    for error in collected.errors:
         print(f"gc: failed: {error}", file=sys.stderr)
-    return 1 if errors else 0
+    return 1 if collected.errors else 0
 
 
 def _connect(kubeconfig: Path | None, context: str | None) -> KubeClient | None:

@@ -4,44 +4,64 @@
 2. Lock them ``FOR KEY SHARE`` in a transaction held open (workers' ``FOR UPDATE SKIP LOCKED`` skips them).
 3. From a second connection make them due (``UPDATE run_after``: a non-key update is compatible with
    KEY SHARE), so the autoscaler's ``count(*)`` sees them.
-Release deletes them inside the locking transaction. ``__exit__`` always deletes them.
+Release deletes them inside the locking transaction. ``__exit__`` always deletes them. The deletion is
+journaled before the insert (``fixtures.journal``): after a SIGKILL, the next run or ``gc`` ends the
+lock's session and deletes the rows, found by a marker of this backlog's own.
 """
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 import time
 from types import TracebackType
 from typing import Any
 
 import psycopg
 
-from fixtures.access import Database
+from fixtures.access import APPLICATION_NAME, Database
+from fixtures.journal import DropQueueRows
+from fixtures.stack import Stack
 
 MARKER = b"geocube-acceptance backlog probe (not a Geocube message)"
 
 
 class HeldBacklog:
-    """``with HeldBacklog(db, queue, n) as b: t = b.make_due(); ...; t2 = b.release()``."""
+    """``with HeldBacklog(stack, db, queue, n) as b: t = b.make_due(); ...; t2 = b.release()``."""
 
-    def __init__(self, database: Database, queue: str, size: int) -> None:
-        self.database, self.queue, self.size = database, queue, size
+    def __init__(self, stack: Stack, database: Database, queue: str, size: int) -> None:
+        self.stack, self.database, self.queue, self.size = stack, database, queue, size
         self.ids: list[int] = []
         self._lock: psycopg.Connection[Any] | None = None
+        token = secrets.token_hex(4)
+        self.marker = MARKER + b" " + token.encode()
+        self.application = f"{APPLICATION_NAME}-backlog-{token}"
+        self._undo = contextlib.ExitStack()
 
     def __enter__(self) -> HeldBacklog:
+        self._undo.enter_context(
+            self.stack.changes(DropQueueRows(self.queue, self.marker.hex(), application=self.application))
+        )
+        try:
+            self._insert_and_lock()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _insert_and_lock(self) -> None:
         with self.database.connect() as conn:
             rows = conn.execute(
                 "INSERT INTO pgq_jobs (queue_name, data, run_after, retry_waits) "
                 "SELECT %s, %s, now() + interval '1 day', '{}' FROM generate_series(1, %s) RETURNING id",
-                (self.queue, MARKER, self.size),
+                (self.queue, self.marker, self.size),
             ).fetchall()
             conn.commit()
         self.ids = [int(r[0]) for r in rows]
-        self._lock = self.database.connect()
+        self._lock = self.database.connect(application=self.application)
         locked = self._lock.execute("SELECT id FROM pgq_jobs WHERE id = ANY(%s) FOR KEY SHARE", (self.ids,)).fetchall()
         if len(locked) != self.size:
             raise AssertionError(f"locked {len(locked)} of the {self.size} backlog jobs just inserted")
-        return self
 
     def make_due(self) -> float:
         """Make the jobs count as backlog; returns the monotonic time they became visible."""
@@ -64,7 +84,4 @@ class HeldBacklog:
         if self._lock is not None:
             self._lock.rollback()
             self._lock.close()
-        if self.ids:
-            with self.database.connect() as conn:
-                conn.execute("DELETE FROM pgq_jobs WHERE id = ANY(%s)", (self.ids,))
-                conn.commit()
+        self._undo.close()  # deletes the rows (the journaled undo)

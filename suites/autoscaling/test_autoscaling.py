@@ -159,7 +159,7 @@ def test_autoscaler_follows_the_backlog(
             timeout=3 * update + 60,
             description=f"the autoscaler to be idle ({selector} pods <= min {config.minimum}) before the backlog",
         )
-        with HeldBacklog(database, config.queue, size) as backlog:
+        with HeldBacklog(deployed_stack, database, config.queue, size) as backlog:
             visible = backlog.make_due()
             steps_needed = math.ceil(max(0, target - len(watch.live())) / config.step)
             reached = watch.wait_until(
@@ -248,7 +248,7 @@ def test_shrinking_spares_the_busy_pods(
             description=f"the autoscaler to be idle ({selector} pods <= min {config.minimum}) before the backlog",
         )
         blocking = BlockingInputs(shared_volume, inputs, geotiff)
-        with blocking, HeldBacklog(database, config.queue, held) as backlog:
+        with blocking, HeldBacklog(deployed_stack, database, config.queue, held) as backlog:
             start = backlog.make_due()
             jobs = [geocube.start_consolidation(each) for each in prepared]
             snapshot = _wait_busy(watch, costs, busy_jobs, pods_up, timeout=PGQ_IDLE_POLL + update * 4 + 60)

@@ -8,6 +8,7 @@ password reaches the pod through a Secret of the check's own, never through the 
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from types import TracebackType
@@ -19,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from fixtures.access import APPLICATION_NAME
 from fixtures.deployed import ServerConfig
+from fixtures.journal import Remove
 from fixtures.labels import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from fixtures.portforward import service_pod
 from fixtures.stack import Stack
@@ -41,13 +43,17 @@ class ConnectionHolder:
         self.server = server
         self.count = count
         self.name = f"acceptance-conn-holder-{secrets.token_hex(3)}"
+        self._undo = contextlib.ExitStack()
 
     def __enter__(self) -> ConnectionHolder:
         labels = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, "app.kubernetes.io/component": "acceptance-probe"}
+        # Journaled before they exist: after a SIGKILL the next run or gc deletes the pod and the Secret
+        # (which holds the password); a half-made holder (the Secret without its pod) is removed too.
+        self._undo.enter_context(self.stack.changes(Remove("Secret", self.name), Remove("Pod", self.name)))
         try:
             self._create(labels)
         except BaseException:
-            self.__exit__(None, None, None)  # a half-made holder (the Secret without its pod) is removed too
+            self.__exit__(None, None, None)
             raise
         return self
 
@@ -124,12 +130,7 @@ class ConnectionHolder:
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
     ) -> None:
-        self._delete_pod()
-        try:
-            self.stack.kube.core.delete_namespaced_secret(self.name, self.stack.namespace, _request_timeout=15)
-        except ApiException as err:
-            if err.status != 404:
-                raise
+        self._undo.close()
 
     @staticmethod
     def _held(observer: psycopg.Connection[Any]) -> int:

@@ -19,7 +19,9 @@ from fixtures.access import Database, Storage, transaction
 from fixtures.checks import Consolidation, run_consolidation
 from fixtures.config import Settings
 from fixtures.deployed import ServerConfig
+from fixtures.journal import DropQueueRows
 from fixtures.portforward import StackEndpoints
+from fixtures.stack import Stack
 from geocube_stack.client import GeocubeClient
 from suites.messaging.pubsub import PubSub
 
@@ -111,6 +113,7 @@ def test_messages_are_delivered(
 @pytest.mark.prerequisite("MSG-TRANSPORT")
 @pytest.mark.requirement("MSG-MALFORMED")
 def test_malformed_message_does_not_block(
+    deployed_stack: Stack,
     deployed_server: ServerConfig,
     database: Database,
     stack_endpoints: StackEndpoints,
@@ -129,7 +132,7 @@ def test_malformed_message_does_not_block(
             "so the garbage would be retried forever"
         )
     else:
-        outcome = _pgqueue_garbage(database, deployed_server.events_queue, timeout=60)
+        outcome = _pgqueue_garbage(deployed_stack, database, deployed_server.events_queue, timeout=60)
         evidence.add("malformed pgqueue event", outcome)
     job = run_consolidation(geocube, stack_storage, deployed_server, timeout=geocube_settings.timeouts.wait)
     evidence.add("job after the malformed message", {"states": list(job.job.states_seen), "seconds": job.job.seconds})
@@ -144,8 +147,14 @@ def _post(url: str, body: bytes) -> int:
         return int(err.code)
 
 
-def _pgqueue_garbage(database: Database, queue: str, *, timeout: float) -> str:
+def _pgqueue_garbage(stack: Stack, database: Database, queue: str, *, timeout: float) -> str:
     """Enqueue garbage on ``queue``; the consumer must take it within ``timeout`` (done, failed or rescheduled)."""
+    with stack.changes(DropQueueRows(queue, GARBAGE.hex())):  # journaled: a SIGKILL leaves no garbage behind
+        return _garbage_taken(database, queue, timeout=timeout)
+
+
+def _garbage_taken(database: Database, queue: str, *, timeout: float) -> str:
+    """Insert the garbage and follow its row until a consumer took it."""
     with database.connect() as conn:
         row = conn.execute(
             "INSERT INTO pgq_jobs (queue_name, data, run_after, retry_waits) VALUES (%s, %s, now(), '{}') RETURNING id",
@@ -154,22 +163,17 @@ def _pgqueue_garbage(database: Database, queue: str, *, timeout: float) -> str:
         conn.commit()
     job_id = row[0] if row else None
     deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            state = database.scalar(
-                "SELECT CASE WHEN ran_at IS NOT NULL THEN 'ran: ' || coalesce(error, 'no error') "
-                "WHEN run_after > now() THEN 'rescheduled' ELSE 'pending' END FROM pgq_jobs WHERE id = %s",
-                job_id,
-            )
-            if state is None:
-                return "consumed (row deleted)"
-            if state != "pending":
-                return str(state)
-            time.sleep(0.5)
-    finally:
-        with database.connect() as conn:
-            conn.execute("DELETE FROM pgq_jobs WHERE id = %s", (job_id,))
-            conn.commit()
+    while time.monotonic() < deadline:
+        state = database.scalar(
+            "SELECT CASE WHEN ran_at IS NOT NULL THEN 'ran: ' || coalesce(error, 'no error') "
+            "WHEN run_after > now() THEN 'rescheduled' ELSE 'pending' END FROM pgq_jobs WHERE id = %s",
+            job_id,
+        )
+        if state is None:
+            return "consumed (row deleted)"
+        if state != "pending":
+            return str(state)
+        time.sleep(0.5)
     pytest.fail(
         f"a malformed message on queue {queue!r} was still pending after {timeout:g} s: nothing consumes the queue",
         pytrace=False,

@@ -14,10 +14,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from fixtures.classify import classify_pod, readiness
 from fixtures.errors import WorkloadFailed
+from fixtures.journal import Remove
 from fixtures.labels import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from fixtures.stack import Stack
 from fixtures.waits import now, watch_until, workload_failed
@@ -43,7 +42,14 @@ def run_trial_pod(stack: Stack, rc: Mapping[str, Any], *, timeout: float) -> flo
         "spec": copy.deepcopy(rc["spec"]["template"]["spec"]),
     }
     started = time.monotonic()
-    kube.core.create_namespaced_pod(namespace, pod, _request_timeout=15)
+    with stack.changes(Remove("Pod", name)):  # journaled: a SIGKILLed run's trial pod is deleted by the next run
+        kube.core.create_namespaced_pod(namespace, pod, _request_timeout=15)
+        return _wait_ready(stack, name, rc_name, timeout=timeout) - started
+
+
+def _wait_ready(stack: Stack, name: str, rc_name: str, *, timeout: float) -> float:
+    """Until pod ``name`` is Ready (returns the monotonic time); its failure raises WorkloadFailed."""
+    kube, namespace = stack.kube, stack.namespace
     try:
         watch_until(
             kube.core.list_namespaced_pod,
@@ -55,13 +61,7 @@ def run_trial_pod(stack: Stack, rc: Mapping[str, Any], *, timeout: float) -> flo
             predicate=lambda pods: name in pods and readiness({**pods[name], "kind": "Pod"})[0],
             fail_on=lambda obj: classify_pod(obj, now(), crash_restarts=TRIAL_CRASH_RESTARTS),
         )
-        return time.monotonic() - started
+        return time.monotonic()
     except WorkloadFailed as err:
         assert err.failure is not None  # watch_until raises with the failure it recognised
         raise workload_failed(kube, namespace, err.failure, stack.masker) from None
-    finally:
-        try:
-            kube.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0, _request_timeout=15)
-        except ApiException as err:
-            if err.status != 404:
-                raise
