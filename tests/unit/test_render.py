@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from fixtures.errors import RenderError
+from fixtures.labels import NAMESPACE_LABEL
 from fixtures.masking import Masker
 from fixtures.render import Template, check_object, load_templates, only_if_holds, render, render_dir
 
@@ -244,8 +245,7 @@ def test_namespace_and_labels_are_injected() -> None:
             provisioner: kubernetes.io/no-provisioner
             """,
         ),
-        NAMESPACE=NS,
-    )
+    )  # {{NAMESPACE}} is the renderer's own parameter
     storage_class, binding = objects  # cluster-scoped storage comes before RBAC
     assert binding["metadata"] == {
         "name": "autoscaler",
@@ -256,7 +256,8 @@ def test_namespace_and_labels_are_injected() -> None:
     assert isinstance(subjects, list)
     assert [s.get("namespace") for s in subjects] == [NS, NS, "other", None]
     assert "namespace" not in storage_class["metadata"]  # type: ignore[operator]
-    assert storage_class["metadata"]["labels"] == LABELS  # type: ignore[index]
+    # It outlives the namespace: labelled with it, so that a janitor finds it.
+    assert storage_class["metadata"]["labels"] == {**LABELS, NAMESPACE_LABEL: NS}  # type: ignore[index]
 
 
 def test_objects_come_in_dependency_order_stable_within_a_kind() -> None:
