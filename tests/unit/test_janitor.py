@@ -16,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from fixtures.janitor import LABEL_SELECTOR, Decision, collect_garbage, select_expired
 from fixtures.labels import EXPIRES_LABEL, MANAGED_BY_LABEL, RUN_ID_LABEL
+from fixtures.lease import KEPT_HOLDER, LeaseState
 from fixtures.namespace import (
     CleanupRegistry,
     DisposableNamespace,
@@ -23,6 +24,7 @@ from fixtures.namespace import (
     namespace_name,
     owner_label_value,
 )
+from tests.unit.fake_kube import FakeClusterScoped, FakeLeases
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 REPO = Path(__file__).resolve().parents[2]
@@ -72,6 +74,44 @@ def test_selection_restricted_to_one_run() -> None:
     decisions = select_expired([ns("geocube-e2e-a-1", run_id="a"), ns("geocube-e2e-b-1", run_id="b")], NOW, "b")
     assert [(d.name, d.delete) for d in decisions] == [("geocube-e2e-a-1", False), ("geocube-e2e-b-1", True)]
     assert decisions[0].reason == "belongs to run 'a', not 'b'"
+
+
+def lease(holder: str, renewed: datetime, duration: int = 60, namespace: str = "geocube-e2e-run1-abcde") -> LeaseState:
+    body = {
+        "metadata": {"name": "geocube-acceptance-run1", "namespace": namespace, "labels": {RUN_ID_LABEL: "run1"}},
+        "spec": {"holderIdentity": holder, "renewTime": renewed.isoformat(), "leaseDurationSeconds": duration},
+    }
+    return LeaseState.from_dict(body)
+
+
+def dead_pid() -> int:
+    """A pid that no process has (the kernel's pid_max is far below it)."""
+    return 2**22 + 12345
+
+
+@pytest.mark.parametrize(
+    ("namespace", "state", "delete", "reason"),
+    [
+        pytest.param(ns(), lease("ci-7/1234/99", NOW - timedelta(seconds=20)), False,
+                     "run alive: its lease was renewed 20 s ago", id="expired-but-its-run-renews"),
+        pytest.param(ns(expires=NOW + timedelta(hours=5)), lease("ci-7/1234/99", NOW - timedelta(minutes=3)), True,
+                     "run gone: its lease expired 120 s ago", id="run-stopped-renewing"),
+        pytest.param(ns(expires=NOW + timedelta(hours=5)), lease(KEPT_HOLDER, NOW, duration=3600), False,
+                     "run alive: its lease was renewed 0 s ago", id="kept-until-its-ttl"),
+    ],
+)  # fmt: skip
+def test_selection_by_lease(namespace: dict[str, Any], state: LeaseState, delete: bool, reason: str) -> None:
+    [decision] = select_expired([namespace], NOW, leases={namespace["metadata"]["name"]: state})
+    assert (decision.delete, decision.reason) == (delete, reason)
+
+
+def test_a_holder_process_that_is_gone_on_this_host_is_dead_at_once() -> None:
+    import socket
+
+    state = lease(f"{socket.gethostname()}/{dead_pid()}/42", NOW)
+    assert state.alive(NOW) == (False, f"its process {dead_pid()} on {socket.gethostname()} is gone")
+    [decision] = select_expired([ns(expires=NOW + timedelta(hours=5))], NOW, leases={"geocube-e2e-run1-abcde": state})
+    assert decision.delete
 
 
 def test_a_namespace_we_create_becomes_collectable_exactly_at_its_expiry() -> None:
@@ -142,16 +182,22 @@ class FakeCore:
             raise ApiException(status=500, reason="etcd timeout")
 
 
-def fake_kube(core: FakeCore) -> Any:
-    return SimpleNamespace(core=core, to_dict=lambda item: item, target=SimpleNamespace(describe=lambda: "fake"))
+def fake_kube(core: FakeCore, leases: FakeLeases | None = None) -> Any:
+    return SimpleNamespace(
+        core=core,
+        coordination=leases or FakeLeases(),
+        dynamic=FakeClusterScoped({}),
+        to_dict=lambda item: item,
+        target=SimpleNamespace(describe=lambda: "fake"),
+    )
 
 
 def test_gc_lists_by_label_and_deletes_only_expired_ones() -> None:
     core = FakeCore([ns("geocube-e2e-old-1"), ns("geocube-e2e-new-1", expires=NOW + timedelta(days=1))])
-    decisions, errors = collect_garbage(fake_kube(core), now=NOW)
+    collected = collect_garbage(fake_kube(core), now=NOW)
     assert core.calls == [("list", LABEL_SELECTOR), ("delete", "geocube-e2e-old-1")]
-    assert [d.delete for d in decisions] == [True, False]
-    assert errors == []
+    assert [d.delete for d in collected.decisions] == [True, False]
+    assert collected.errors == []
 
 
 def test_gc_removes_the_local_stack_storage_of_what_it_deletes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -170,7 +216,7 @@ def test_gc_dry_run_deletes_nothing_and_not_found_is_success() -> None:
     collect_garbage(fake_kube(core), now=NOW, dry_run=True)
     assert ("delete", "geocube-e2e-old-1") not in core.calls
     gone = FakeCore([ns("geocube-e2e-old-gone")])
-    assert collect_garbage(fake_kube(gone), now=NOW)[1] == []
+    assert collect_garbage(fake_kube(gone), now=NOW).errors == []
 
 
 # --------------------------------------------------------------------------------------------------

@@ -10,8 +10,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from kubernetes.client.exceptions import ApiException
-from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from fixtures.apply import delete_cluster_scoped_of
 from fixtures.config import resolve
@@ -19,6 +17,7 @@ from fixtures.errors import ConfigError, HarnessError, RenderError
 from fixtures.labels import MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAMESPACE_LABEL, run_labels
 from fixtures.namespace import CleanupRegistry
 from fixtures.render import RenderResult, known_parameters, render_dir
+from tests.unit.fake_kube import FakeClusterScoped
 
 pytest_plugins = ["pytester"]
 
@@ -144,44 +143,6 @@ def test_set_namespace_stops_the_run_before_anything(pytester: pytest.Pytester, 
 # --------------------------------------------------------------------------------------------------
 # Deleted with the namespace, and by the janitor
 # --------------------------------------------------------------------------------------------------
-
-
-class FakeClusterScoped:
-    """The dynamic client's cluster-scoped resources, as far as apply, list by label and delete go.
-
-    No other fake in tests/unit serves the dynamic client (theirs are CoreV1Api's namespaces and pods).
-    """
-
-    def __init__(self, objects: dict[str, list[tuple[str, dict[str, str]]]], unserved: tuple[str, ...] = ()) -> None:
-        self.objects = objects  # kind -> (name, labels)
-        self.unserved = unserved
-        self.calls: list[tuple[str, ...]] = []
-        self.fail: dict[str, int] = {}  # name -> status its deletion fails with
-        self.resources = SimpleNamespace(get=self._resource)
-
-    def _resource(self, api_version: str, kind: str) -> Any:
-        if kind in self.unserved:
-            raise ResourceNotFoundError(f"No matches found for {{'api_version': '{api_version}', 'kind': '{kind}'}}")
-        return SimpleNamespace(
-            get=lambda **kw: self._list(kind, **kw),
-            delete=lambda **kw: self._delete(kind, **kw),
-            server_side_apply=lambda **kw: self._apply(kind, **kw),
-        )
-
-    def _list(self, kind: str, label_selector: str, _request_timeout: float) -> Any:
-        self.calls.append(("list", kind, label_selector))
-        wanted = dict(pair.split("=", 1) for pair in label_selector.split(","))
-        names = [name for name, labels in self.objects.get(kind, []) if wanted.items() <= labels.items()]
-        return SimpleNamespace(items=[SimpleNamespace(metadata=SimpleNamespace(name=n)) for n in names])
-
-    def _delete(self, kind: str, name: str, _request_timeout: float, namespace: str | None = None) -> None:
-        self.calls.append(("delete", kind, name))
-        if name in self.fail:
-            raise ApiException(status=self.fail[name], reason="Forbidden" if self.fail[name] == 403 else "Not Found")
-
-    def _apply(self, kind: str, body: dict[str, Any], name: str, dry_run: str | None = None, **_: Any) -> None:
-        if dry_run is None:
-            self.calls.append(("apply", kind, name))
 
 
 def fake_kube(dynamic: FakeClusterScoped) -> Any:
