@@ -123,7 +123,13 @@ def gc(rest: list[str]) -> int:
             return 0
         from fixtures.janitor import collect_garbage
 
-        collected = collect_garbage(kube, now=datetime.now(UTC), run_id=options.run_id_filter, dry_run=options.dry_run)
+        collected = collect_garbage(
+            kube,
+            now=datetime.now(UTC),
+            run_id=options.run_id_filter,
+            dry_run=options.dry_run,
+            local_storage=settings.kubeconfig is None,
+        )
     except HarnessError as err:
         print(f"gc: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -20,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from fixtures.access import APPLICATION_NAME
 from fixtures.deployed import ServerConfig
-from fixtures.journal import Remove
+from fixtures.journal import EndSessions, Remove
 from fixtures.labels import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from fixtures.portforward import service_pod
 from fixtures.stack import Stack
@@ -49,7 +49,10 @@ class ConnectionHolder:
         labels = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, "app.kubernetes.io/component": "acceptance-probe"}
         # Journaled before they exist: after a SIGKILL the next run or gc deletes the pod and the Secret
         # (which holds the password); a half-made holder (the Secret without its pod) is removed too.
-        self._undo.enter_context(self.stack.changes(Remove("Secret", self.name), Remove("Pod", self.name)))
+        # Undone newest first: the pod goes, then its connections (a killed client's backends may linger), then
+        # the Secret.
+        undos = (Remove("Secret", self.name), EndSessions(HOLDER_APPLICATION), Remove("Pod", self.name))
+        self._undo.enter_context(self.stack.changes(*undos))
         try:
             self._create(labels)
         except BaseException:

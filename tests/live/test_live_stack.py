@@ -10,73 +10,17 @@ Only read-only checks may run; the others are named as left out, and the verdict
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fixtures.labels import RUN_ID_LABEL
-from tests.suite_runs import embedded_kube, outcomes, run_suites
+from tests.live.stack_snapshot import snapshot
+from tests.suite_runs import outcomes, run_suites
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(900)]
 
 READ_ONLY = {"DB-AUTH", "MSG-QUEUES", "PLAT-VERSION", "PLAT-AUTOSCALER-RBAC", "PLAT-SERVICE-ACCOUNTS"}
-COUNTS = (
-    "SELECT 'pgq_jobs', count(*) FROM pgq_jobs UNION ALL SELECT 'jobs', count(*) FROM geocube.jobs "
-    "UNION ALL SELECT 'aoi', count(*) FROM geocube.aoi UNION ALL SELECT 'records', count(*) FROM geocube.records "
-    "UNION ALL SELECT 'palette', count(*) FROM geocube.palette "
-    # The stack's own pools may open and close connections; the suite's must all be gone.
-    "UNION ALL SELECT 'suite connections', count(*) FROM pg_stat_activity WHERE application_name = '{app}'"
-)
-
-
-@pytest.fixture(scope="module")
-def kube() -> Iterator[Any]:
-    """An API client of the running embedded cluster (root on Linux only)."""
-    with embedded_kube() as client:
-        yield client
-
-
-@pytest.fixture
-def live_namespace(kube: Any, tmp_path: Path) -> Iterator[str]:
-    """A stack deployed by the suite and kept: from now on, a stack the runs under test did not create."""
-    run_id = "live-base"
-    run_suites(["suites/platform"], ["-k", "version", "--keep-namespace", "always"], tmp_path / "base", run_id)
-    listed = kube.core.list_namespace(label_selector=f"{RUN_ID_LABEL}={run_id}", _request_timeout=15).items
-    [namespace] = [ns.metadata.name for ns in listed]
-    try:
-        yield namespace
-    finally:
-        kube.core.delete_namespace(namespace, _request_timeout=15)
-        from fixtures.embedded import remove_storage_dir
-
-        remove_storage_dir(namespace)
-
-
-def snapshot(kube: Any, namespace: str) -> dict[str, Any]:
-    from fixtures.access import APPLICATION_NAME, exec_in_pod
-
-    def named(items: Any) -> dict[str, Any]:
-        return {i.metadata.name: (i.metadata.generation, getattr(i.spec, "replicas", None)) for i in items}
-
-    pods = kube.core.list_namespaced_pod(namespace, _request_timeout=15).items
-    [database] = [p.metadata.name for p in pods if (p.metadata.labels or {}).get("app") == "postgresql"]
-    query = COUNTS.format(app=APPLICATION_NAME)
-    counts = exec_in_pod(kube, namespace, database, ["psql", "-U", "postgres", "-d", "geocube", "-Atc", query])
-    return {
-        "deployments": named(kube.apps.list_namespaced_deployment(namespace, _request_timeout=15).items),
-        "replicationcontrollers": named(
-            kube.core.list_namespaced_replication_controller(namespace, _request_timeout=15).items
-        ),
-        "secrets": sorted(s.metadata.name for s in kube.core.list_namespaced_secret(namespace).items),
-        "configmaps": sorted(c.metadata.name for c in kube.core.list_namespaced_config_map(namespace).items),
-        "pods": sorted(
-            (p.metadata.name, p.status.phase, sum(c.restart_count for c in p.status.container_statuses or []))
-            for p in pods
-        ),
-        "counts": counts.split(),
-    }
 
 
 def test_the_whole_suite_leaves_a_live_stack_as_found(kube: Any, live_namespace: str, tmp_path: Path) -> None:

@@ -15,3 +15,12 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if name.startswith("GEOCUBE_") and not name.startswith("GEOCUBE_ACCEPTANCE_"):
             monkeypatch.delenv(name)
     yield
+
+
+@pytest.fixture(autouse=True)
+def stack_storage_root(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The embedded default's stack storage lives in a temporary directory: a janitor under test removes there."""
+    import fixtures.embedded
+
+    monkeypatch.setattr(fixtures.embedded, "STORAGE_ROOT", tmp_path_factory.mktemp("stack-storage"))
+    yield

@@ -12,6 +12,7 @@ import pytest
 
 from fixtures.labels import EXPIRES_LABEL, MANAGED_BY_LABEL, RUN_ID_LABEL
 from geocube_acceptance import cli
+from tests.unit.fake_kube import FakeClusterScoped, FakeLeases
 
 
 def fake_module(monkeypatch: pytest.MonkeyPatch, name: str, returns: int = 0) -> list[list[str]]:
@@ -120,7 +121,7 @@ class FakeCore:
         ]
         self.deleted: list[str] = []
 
-    def list_namespace(self, label_selector: str, _request_timeout: float) -> Any:
+    def list_namespace(self, _request_timeout: float, label_selector: str = "") -> Any:
         return SimpleNamespace(items=self.items)
 
     def delete_namespace(self, name: str, propagation_policy: str, _request_timeout: float) -> None:
@@ -134,7 +135,9 @@ def fake_cluster(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeCore, list[tuple[
 
     def connect(kubeconfig: Path | None, context: str | None) -> Any:
         targets.append((kubeconfig, context))
-        return SimpleNamespace(core=core, to_dict=lambda item: item)
+        return SimpleNamespace(
+            core=core, coordination=FakeLeases(), dynamic=FakeClusterScoped({}), to_dict=lambda item: item
+        )
 
     monkeypatch.setattr(cli, "_connect", connect)
     return core, targets

@@ -167,7 +167,7 @@ class FakeCore:
         self.calls: list[tuple[str, str]] = []
         self.create_fails = create_fails
 
-    def list_namespace(self, label_selector: str, _request_timeout: float) -> Any:
+    def list_namespace(self, _request_timeout: float, label_selector: str = "") -> Any:
         self.calls.append(("list", label_selector))
         return SimpleNamespace(items=self.namespaces)
 
@@ -209,6 +209,20 @@ def test_gc_removes_the_local_stack_storage_of_what_it_deletes(monkeypatch: pyte
     core = FakeCore([ns("geocube-e2e-old-1"), ns("geocube-e2e-new-1", expires=NOW + timedelta(days=1))])
     collect_garbage(fake_kube(core), now=NOW)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["geocube-e2e-new-1"], "only the collected one goes"
+
+
+def test_gc_on_the_embedded_default_removes_storage_of_namespaces_that_are_gone() -> None:
+    import fixtures.embedded
+
+    for name in ("geocube-e2e-gone-1", "geocube-e2e-new-1", "not-ours"):
+        (fixtures.embedded.STORAGE_ROOT / name).mkdir()
+    core = FakeCore([ns("geocube-e2e-new-1", expires=NOW + timedelta(days=1))])
+    assert collect_garbage(fake_kube(core), now=NOW).undone == []  # a user's cluster: this machine's dirs are not its
+    collected = collect_garbage(fake_kube(core), now=NOW, local_storage=True)
+    assert collected.undone == [
+        "removed the local stack storage of geocube-e2e-gone-1, a namespace that no longer exists"
+    ]
+    assert sorted(p.name for p in fixtures.embedded.STORAGE_ROOT.iterdir()) == ["geocube-e2e-new-1", "not-ours"]
 
 
 def test_gc_dry_run_deletes_nothing_and_not_found_is_success() -> None:

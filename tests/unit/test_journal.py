@@ -20,6 +20,7 @@ from fixtures.journal import (
     JOURNAL_ANNOTATION,
     ChangeJournal,
     DropQueueRows,
+    EndSessions,
     Remove,
     Rescale,
     Undo,
@@ -52,6 +53,9 @@ class FakeWorkloads:
 
     def read_namespaced_pod(self, name: str, namespace: str, _request_timeout: float) -> Any:
         return SimpleNamespace(metadata=SimpleNamespace(labels=self.labels))
+
+    def list_namespaced_pod(self, namespace: str, **_: Any) -> Any:
+        return SimpleNamespace(data=json.dumps({"items": []}))  # deleted pods are gone at once here
 
     def delete_namespaced_pod(
         self, name: str, namespace: str, grace_period_seconds: int, _request_timeout: float
@@ -93,7 +97,7 @@ def test_a_failing_check_is_undone_too_and_keeps_its_own_error() -> None:
     journal = make_journal(leases, workloads)
     with pytest.raises(AssertionError, match="the check failed"), journal.changes(Remove("Pod", "probe")):
         raise AssertionError("the check failed")
-    assert workloads.calls == [("delete Pod", "probe", 0)]
+    assert workloads.calls == [("delete Pod", "probe", 1)]
 
 
 def test_a_read_only_run_creates_no_lease() -> None:
@@ -129,7 +133,12 @@ def test_an_undo_that_fails_is_named_and_stays_in_the_journal() -> None:
 
 @pytest.mark.parametrize(
     "undo",
-    [Rescale("Deployment", "a", 0), Remove("Secret", "s"), DropQueueRows("consolidations", b"x".hex(), "app")],
+    [
+        Rescale("Deployment", "a", 0),
+        Remove("Secret", "s"),
+        DropQueueRows("consolidations", b"x".hex(), "app"),
+        EndSessions("geocube-acceptance-holder"),
+    ],
 )
 def test_undos_round_trip_through_json(undo: Undo) -> None:
     assert undo_from_json(json.loads(json.dumps(undo_to_json(undo)))) == undo
@@ -176,7 +185,7 @@ def test_the_next_run_undoes_a_killed_runs_journal_newest_first_then_drops_its_l
     dead_run_lease(leases, ENTRIES, f"{socket.gethostname()}/{2**22 + 7}/1", now)  # its process is gone
     done, errors = undo_dead_runs(kube(leases, workloads), NS, now=now)
     assert errors == []
-    assert workloads.calls == [("delete Pod", "probe", 0), ("scale Deployment", "autoscaler", 1)]
+    assert workloads.calls == [("delete Pod", "probe", 1), ("scale Deployment", "autoscaler", 1)]
     assert [line.split(": ", 1)[1] for line in done] == ["delete Pod/probe", "scale Deployment/autoscaler back to 1"]
     assert leases.leases == {}
 
@@ -202,5 +211,5 @@ def test_an_entry_that_cannot_be_undone_keeps_the_lease_for_the_next_attempt() -
     dead_run_lease(leases, ENTRIES, "other-host/1/1", now - timedelta(minutes=5))
     _, errors = undo_dead_runs(kube(leases, workloads), NS, now=now)
     assert len(errors) == 1 and "scale Deployment/autoscaler back to 1" in errors[0] and "403" in errors[0]
-    assert workloads.calls == [("delete Pod", "probe", 0)]
+    assert workloads.calls == [("delete Pod", "probe", 1)]
     assert len(leases.leases) == 1
