@@ -1,4 +1,4 @@
-"""Secrets are masked by name, by shape and by known value: in text, data, objects, argv and the header."""
+"""Secrets are masked by name, by shape and by known value: in text, data, objects, argv, errors and the header."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.config import resolve
+from fixtures.errors import ConfigError
 from reports.masking import MASK, Masker, is_secret_name, mask_argv, mask_text, mask_value
 
 pytest_plugins = ["pytester"]
@@ -210,6 +211,53 @@ def test_settings_rows_mask_secret_parameters(tmp_path: Path) -> None:
     assert rows["params.DB_URL"] == f"postgres://u:{MASK}@db/x"
 
 
+@pytest.mark.parametrize(
+    ("cli", "env", "params_file", "expected"),
+    [
+        pytest.param(
+            ["DB_PASSWORD:hunter22"], {}, None,
+            "--set expects NAME=VALUE; got an argument of 20 characters starting with 'DB_PASSWORD'",
+            id="set-colon",
+        ),
+        pytest.param(
+            ["DB_PASSWORD hunter22"], {}, None, "starting with 'DB_PASSWORD'", id="set-space",
+        ),
+        pytest.param(["hunter22"], {}, None, "got an argument of 8 characters.", id="set-lone-value"),
+        pytest.param(
+            ["DB_PASSWORD:hunter22=x"], {}, None,
+            "template parameter name of 20 characters starting with 'DB_PASSWORD' from cli --set is invalid",
+            id="set-name-with-value",
+        ),
+        pytest.param(
+            [], {"GEOCUBE_PARAM_DB PASSWORD hunter22": "x"}, None,
+            "template parameter name of 20 characters starting with 'DB' from env",
+            id="env-name",
+        ),
+        pytest.param(
+            [], {}, "A=1\nDB_PASSWORD: hunter22\n",
+            ":2: expected NAME=VALUE; got a line of 21 characters starting with 'DB_PASSWORD'",
+            id="params-file-line",
+        ),
+        pytest.param(
+            [], {"GEOCUBE_MESSAGING": "postgres://u:hunter22@db"}, None, f"'postgres://u:{MASK}@db'",
+            id="setting-value",
+        ),
+    ],
+)  # fmt: skip
+def test_malformed_input_errors_never_echo_a_secret(
+    tmp_path: Path, cli: list[str], env: dict[str, str], params_file: str | None, expected: str
+) -> None:
+    options: dict[str, object] = {"geocube_set": cli}
+    if params_file is not None:
+        path = tmp_path / "params.env"
+        path.write_text(params_file, encoding="utf-8")
+        options["geocube_params_file"] = str(path)
+    with pytest.raises(ConfigError) as error:
+        resolve(options, env, base_dir=tmp_path, cwd=tmp_path)
+    assert expected in str(error.value)
+    assert "hunter22" not in str(error.value)
+
+
 def test_header_never_shows_a_secret(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GEOCUBE_PARAM_API_TOKEN", "tok-123456")
     pytester.makepyfile("def test_nothing(): pass")
@@ -228,3 +276,11 @@ def test_header_never_shows_a_secret(pytester: pytest.Pytester, monkeypatch: pyt
             f"*params.POSTGRES_PASSWORD *= {MASK}  [[]cli --set]",
         ]
     )
+
+
+def test_malformed_set_on_the_command_line_is_a_usage_error_without_the_secret(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest("-p", "fixtures.plugin", "-p", "no:asyncio", "--set", "DB_PASSWORD:hunter22")
+    output = result.stdout.str() + result.stderr.str()
+    assert "--set expects NAME=VALUE" in output
+    assert "hunter22" not in output
