@@ -215,9 +215,12 @@ class RunRecorder:
     def inventory(self) -> dict[str, Any]:
         return json.loads(json.dumps(self._inventory))  # type: ignore[no-any-return]
 
-    def add_secret(self, value: str) -> None:
-        """Mask every occurrence of this literal value (e.g. a generated password) in the record."""
-        self.masker.add_secret(value)
+    def add_secret(self, value: str) -> bool:
+        """Mask every occurrence of this literal value (e.g. a generated password) in the record.
+
+        False when it is too short to be masked as a literal (see :meth:`reports.masking.Masker.add_secret`).
+        """
+        return self.masker.add_secret(value)
 
     # -- what the run must cover, and what it did outside its checks -------------------------------
 

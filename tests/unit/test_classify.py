@@ -18,8 +18,8 @@ from fixtures.classify import (
     readiness,
     restarts,
 )
-from fixtures.masking import Masker
 from fixtures.waits import workload_failed
+from reports.masking import Masker
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 

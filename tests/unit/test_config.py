@@ -239,7 +239,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         settle(tmp_path, {"geocube_set": ["NOEQUALS"], "geocube_run_id": "Bad_Run"}, {"GEOCUBE_STORAGE": "s3"})
     lines = str(error.value).splitlines()
     assert len(lines) == 3
-    assert any("--set 'NOEQUALS'" in line for line in lines)
+    assert any("--set expects NAME=VALUE; got an argument of 8 characters." in line for line in lines)
     assert any("'run_id'" in line and "DNS-safe" in line for line in lines)
     assert any("'storage'" in line and "allowed: local, gs" in line for line in lines)
 

@@ -11,8 +11,8 @@ import yaml
 
 from fixtures.errors import RenderError
 from fixtures.labels import NAMESPACE_LABEL
-from fixtures.masking import Masker
 from fixtures.render import Template, check_object, load_templates, only_if_holds, render, render_dir
+from reports.masking import MASK, Masker
 
 pytest_plugins = ["pytester"]
 
@@ -336,8 +336,8 @@ def test_masked_yaml_of_rendered_objects() -> None:
     text = result.to_yaml(Masker.from_params({"POSTGRES_PASSWORD": "hunter22"}))
     assert "hunter22" not in text
     docs = list(yaml.safe_load_all(text))
-    assert docs[0]["stringData"] == {"password": "****"}
-    assert docs[1]["spec"]["template"]["spec"]["containers"][0]["args"] == ["-dbPassword=****"]
+    assert docs[0]["stringData"] == {"password": MASK}
+    assert docs[1]["spec"]["template"]["spec"]["containers"][0]["args"] == [f"-dbPassword={MASK}"]
 
 
 # --------------------------------------------------------------------------------------------------

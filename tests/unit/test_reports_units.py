@@ -1,4 +1,4 @@
-"""Building blocks of the report: masking, evidence, recorder, chart and console wait display."""
+"""Building blocks of the report: evidence, recorder, chart and console wait display (masking: test_masking)."""
 
 from __future__ import annotations
 
@@ -11,59 +11,8 @@ import pytest
 
 from reports import _svg, console
 from reports.evidence import Evidence, EvidenceError
-from reports.masking import MASK, Masker, is_secret_key, mask_text, mask_value
 from reports.model import Requirement, Status, Verdict
 from reports.recorder import PhaseReport, ReportConfigError, RunRecorder, TestMeta
-
-
-@pytest.mark.parametrize(
-    ("key", "secret"),
-    [
-        ("db_password", True),
-        ("PGPASSWORD", True),
-        ("api-token", True),
-        ("client_secret", True),
-        ("apiKey", True),
-        ("passed_checks", False),
-        ("namespace", False),
-        ("max_connections", False),
-    ],
-)
-def test_secret_keys(key: str, secret: bool) -> None:
-    assert is_secret_key(key) is secret
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("postgresql://geocube:s3cret@db:5432/x", f"postgresql://geocube:{MASK}@db:5432/x"),
-        ("PGPASSWORD=s3cret psql", f"PGPASSWORD={MASK} psql"),
-        ('{"db_password": "s3cret", "user": "geocube"}', f'{{"db_password": "{MASK}", "user": "geocube"}}'),
-        ("Authorization: Bearer abcdef123456", f"Authorization: Bearer {MASK}"),
-        ("token: abc123, next", f"token: {MASK}, next"),
-        ("53300 appeared at connection 87", "53300 appeared at connection 87"),
-    ],
-)
-def test_mask_text(text: str, expected: str) -> None:
-    assert mask_text(text) == expected
-
-
-def test_mask_value_nested_and_registered_literals() -> None:
-    value = {"parameters": {"db_password": "x", "token": None, "hosts": ["a", "postgres://u:pw12@h/db"]}}
-    assert mask_value(value) == {
-        "parameters": {"db_password": MASK, "token": None, "hosts": ["a", f"postgres://u:{MASK}@h/db"]}
-    }
-    masker = Masker(["generated-Pa55"])
-    assert masker.text("login with generated-Pa55 failed") == f"login with {MASK} failed"
-    with pytest.raises(ValueError, match="shorter than 4"):
-        masker.add_secret("ab")
-    assert masker.argv(["--db-password", "x", "--api-token=y", "-k", "token"]) == [
-        "--db-password",
-        MASK,
-        f"--api-token={MASK}",
-        "-k",
-        "token",
-    ]
 
 
 def test_evidence_timeline_normalizes_iso_times_and_keeps_gaps(tmp_path: Path) -> None:
