@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
 
+from reports.masking import Masker
+
 MIN_INTERVAL = 1.0
 HEARTBEAT = 30.0
 """A phase outside the checks (build, deploy) prints a line at least this often, so a CI log never looks hung."""
@@ -69,6 +71,7 @@ class _Display:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.output: _Output | None = None
+        self.masker: Masker | None = None  # the run's: nothing reaches the console unmasked
         self.active: list[Wait] = []
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -152,6 +155,8 @@ def _prefix(out: _Output) -> str:
 def _write(out: _Output, text: str) -> None:
     if not text:
         return
+    if _display.masker is not None:
+        text = _display.masker.text(text)
     try:
         out.stream.write(text)
         out.stream.flush()
@@ -180,6 +185,13 @@ def set_output(stream: TextIO | None, *, isatty: bool | None = None, column: Cal
                 isatty=_isatty(stream) if isatty is None else isatty,
                 column=column or (lambda: 0),
             )
+
+
+def mask_with(masker: Masker | None) -> Masker | None:
+    """Mask every console line with the run's ``masker`` (None: no masking); returns the previous one."""
+    with _display.lock:
+        previous, _display.masker = _display.masker, masker
+    return previous
 
 
 def get_output() -> tuple[TextIO, bool, Callable[[], int]] | None:

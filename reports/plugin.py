@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn, TextIO
@@ -24,6 +24,7 @@ import pytest
 from reports import console
 from reports.defects import DefectWitness
 from reports.evidence import Evidence
+from reports.masking import Masker
 from reports.model import ENVIRONMENT_LIMITATION, Status, Verdict
 from reports.recorder import PhaseReport, ReportConfigError, RunRecorder, TestMeta, validate_run_id
 
@@ -36,6 +37,7 @@ REPORT_DIR_KEY = pytest.StashKey[Path]()
 _CONSOLE_KEY = pytest.StashKey[TextIO]()
 _ConsoleOutput = tuple[TextIO, bool, Callable[[], int]]
 _PREVIOUS_CONSOLE_KEY = pytest.StashKey[_ConsoleOutput | None]()
+_PREVIOUS_MASKER_KEY = pytest.StashKey[Masker | None]()
 
 VERDICT_COLOURS = {
     Verdict.PASS: "green",
@@ -147,6 +149,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RECORDER_KEY] = recorder
     config.pluginmanager.register(_SessionHooks(config, recorder), "geocube-report-session")
     _attach_console(config)
+    config.stash[_PREVIOUS_MASKER_KEY] = console.mask_with(recorder.masker)
 
 
 def _attach_console(config: pytest.Config) -> None:
@@ -170,6 +173,9 @@ def _attach_console(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if _PREVIOUS_MASKER_KEY in config.stash:
+        console.mask_with(config.stash[_PREVIOUS_MASKER_KEY])
+        del config.stash[_PREVIOUS_MASKER_KEY]
     if _PREVIOUS_CONSOLE_KEY in config.stash:
         previous = config.stash[_PREVIOUS_CONSOLE_KEY]
         if previous is None:
@@ -266,6 +272,21 @@ class _SessionHooks:
                         f"{BLOCKED} prerequisite {prerequisite} failed earlier in this run "
                         f"({self._failed[prerequisite][:200]}); fix it first"
                     )
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """Failures and captured output reach the terminal, junit and the record only through the run's masker."""
+        report = yield
+        masker = self.recorder.masker
+        if report.longrepr is not None:
+            text = report.longreprtext
+            masked = masker.text(text)
+            if masked != text:
+                report.longrepr = masked
+        report.sections = [(title, masker.text(content)) for title, content in report.sections]
+        return report
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         root = self.recorder.acceptance_root
@@ -390,6 +411,11 @@ def _skip_reason(report: pytest.CollectReport | pytest.TestReport) -> str | None
 
 
 # -- public helpers ------------------------------------------------------------------------------------
+
+
+def run_masker(config: pytest.Config) -> Masker:
+    """The run's one masker: every secret the run learns is registered here before any output."""
+    return get_recorder(config).masker
 
 
 def get_recorder(config: pytest.Config) -> RunRecorder:

@@ -35,3 +35,11 @@ def live_namespace(kube: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
         from fixtures.embedded import remove_storage_dir
 
         remove_storage_dir(namespace)
+
+
+@pytest.fixture(scope="module")
+def live_password(kube: Any, live_namespace: str) -> str:
+    """The live stack's database password, as its owners set it (read from the cluster, never passed to runs)."""
+    from fixtures.deployed import server_config
+
+    return server_config(kube, live_namespace).db_password
