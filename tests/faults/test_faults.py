@@ -40,7 +40,21 @@ FAULTS = (
         "max-connections-100",
         "database",
         (("base/database.yaml", '"max_connections=1024"', '"max_connections=100"'),),
-        {"DB-CONN-LIMIT": "max_connections is 100"},
+        {"DB-CONN-SETTINGS": "max_connections is 100", "DB-CONN-LIMIT": "max_connections is 100"},
+    ),
+    # A role limit lets the server's settings look right: both checks read it and name it (the disruptive one
+    # before it fills anything).
+    Fault(
+        "role-connection-limit",
+        "database",
+        (
+            (
+                "base/initdb.yaml",
+                """CREATE ROLE :"role" WITH LOGIN PASSWORD :'password';""",
+                """CREATE ROLE :"role" WITH LOGIN PASSWORD :'password' CONNECTION LIMIT 200;""",
+            ),
+        ),
+        {"DB-CONN-SETTINGS": "CONNECTION LIMIT 200", "DB-CONN-LIMIT": "CONNECTION LIMIT 200"},
     ),
     Fault(
         "missing-grant",
