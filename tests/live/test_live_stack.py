@@ -20,7 +20,14 @@ from tests.suite_runs import outcomes, run_suites
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(900)]
 
-READ_ONLY = {"DB-AUTH", "DB-CONN-SETTINGS", "MSG-QUEUES", "PLAT-VERSION", "PLAT-AUTOSCALER-RBAC", "PLAT-SERVICE-ACCOUNTS"}
+READ_ONLY = {
+    "DB-AUTH",
+    "DB-CONN-SETTINGS",
+    "MSG-QUEUES",
+    "PLAT-VERSION",
+    "PLAT-AUTOSCALER-RBAC",
+    "PLAT-SERVICE-ACCOUNTS",
+}
 
 
 def test_the_whole_suite_leaves_a_live_stack_as_found(kube: Any, live_namespace: str, tmp_path: Path) -> None:
