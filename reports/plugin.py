@@ -268,10 +268,9 @@ class _SessionHooks:
         for marker in item.iter_markers("prerequisite"):
             for prerequisite in marker.args:
                 if prerequisite in self._failed:
-                    pytest.skip(
-                        f"{BLOCKED} prerequisite {prerequisite} failed earlier in this run "
-                        f"({self._failed[prerequisite][:200]}); fix it first"
-                    )
+                    cause = self._failed[prerequisite]
+                    verb = "was blocked" if cause.startswith("prerequisite ") else "failed earlier in this run"
+                    pytest.skip(f"{BLOCKED} prerequisite {prerequisite} {verb} ({cause[:200]}); fix it first")
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -323,6 +322,9 @@ class _SessionHooks:
             self._failed.setdefault(requirement_id, message or "failed")
         wasxfail = hasattr(report, "wasxfail")
         skip_reason = _skip_reason(report) if report.skipped else None
+        if requirement_id and skip_reason and skip_reason.startswith(BLOCKED):
+            # Blocked in turn: what builds on this check is blocked by the same root cause.
+            self._failed.setdefault(requirement_id, skip_reason.removeprefix(BLOCKED).strip())
         if wasxfail:
             skip_reason = f"xfail: {report.wasxfail}" if report.wasxfail else "xfail"
         self.recorder.record_phase(

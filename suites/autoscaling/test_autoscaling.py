@@ -19,14 +19,18 @@ import pytest
 
 from fixtures.access import Database, PodVolumeStorage, Storage
 from fixtures.checks import input_raster, prepare_input, put_input
+from fixtures.classify import classify_pod
 from fixtures.deployed import AUTOSCALED_LABEL, AutoscalerConfig, ServerConfig
+from fixtures.errors import WorkloadFailed
 from fixtures.podwatch import PodEvent, PodWatch
 from fixtures.stack import Stack
+from fixtures.waits import now, workload_failed
 from geocube_stack.client import GeocubeClient
 from geocube_stack.geotiff import write_geotiff
 from reports.plugin import incapable
 from suites.autoscaling.backlog import HeldBacklog
 from suites.autoscaling.busy import BlockingInputs, CostReader
+from suites.autoscaling.configuration import controller_problem, flag_problems, recent_errors
 
 pytestmark = [pytest.mark.autoscaling, pytest.mark.slow]
 
@@ -52,13 +56,14 @@ def pgqueue_backlog(deployed_server: ServerConfig) -> None:
 
 
 @pytest.fixture
-def valid_flags(deployed_autoscaler: AutoscalerConfig) -> None:
-    """Flags the autoscaler refuses make it log "failed autoscale" each update and never scale."""
-    rejected = deployed_autoscaler.rejected()
-    assert not rejected, (
-        f"{deployed_autoscaler.workload}: the autoscaler rejects its flags ({'; '.join(rejected)}) and will never "
-        "scale. Fix the flags in its Deployment"
-    )
+def configured_autoscaler(
+    deployed_stack: Stack, deployed_autoscaler: AutoscalerConfig, deployed_server: ServerConfig
+) -> AutoscalerConfig:
+    """An autoscaler whose flags can work for this stack: otherwise the scaling checks fail at once, naming why."""
+    problems = flag_problems(deployed_autoscaler, deployed_server, deployed_stack.namespace)
+    problems += filter(None, [controller_problem(deployed_stack, deployed_autoscaler)])
+    assert not problems, f"{deployed_autoscaler.workload}: " + "\n".join(problems)
+    return deployed_autoscaler
 
 
 @pytest.fixture
@@ -73,13 +78,13 @@ def shared_volume(stack_storage: Storage) -> PodVolumeStorage:
     return stack_storage
 
 
-def assert_measures_consolidations(config: AutoscalerConfig, server: ServerConfig) -> None:
-    """The autoscaler counts the queue the server publishes consolidation orders to."""
-    __tracebackhide__ = True
-    assert config.queue == server.consolidations_queue, (
-        f"the autoscaler measures the backlog of queue {config.queue!r}, but the server publishes consolidation "
-        f"orders to {server.consolidations_queue!r}: it would never scale for real jobs. Fix: "
-        f"-queue={server.consolidations_queue}"
+def worker_cannot_run(stack: Stack, err: WorkloadFailed, config: AutoscalerConfig) -> str:
+    """Why scaling stopped: a worker the autoscaler made cannot run (and qbas does not grow past a Pending pod)."""
+    assert err.failure is not None
+    detail = workload_failed(stack.kube, stack.namespace, err.failure, stack.masker)
+    return (
+        f"a consolidater pod the autoscaler made from ReplicationController/{config.rc}'s template cannot run, and "
+        f"the autoscaler does not grow while one of its pods is Pending: {detail}"
     )
 
 
@@ -131,17 +136,41 @@ def timeline(watch: PodWatch, origin: float, backlog_at: list[tuple[float, int]]
     return points
 
 
+@pytest.mark.requirement("AS-CONFIG")
+def test_autoscaler_is_configured_for_this_stack(
+    deployed_stack: Stack, deployed_autoscaler: AutoscalerConfig, deployed_server: ServerConfig, evidence: Any
+) -> None:
+    """Read-only: the flags against qbas and the server, the ReplicationController, the last updates' log."""
+    config = deployed_autoscaler
+    evidence.add(
+        "autoscaler",
+        {"queue": config.queue, "rc": config.rc, "ns": config.namespace, "ratio": config.ratio, "step": config.step,
+         "max": config.maximum, "min": config.minimum, "update": config.update_seconds,
+         "backlog from": "pgqueue" if config.pgq_connection else f"Pub/Sub project {config.ps_project or '(none)'}"},
+    )  # fmt: skip
+    problems = flag_problems(config, deployed_server, deployed_stack.namespace)
+    problems += filter(None, [controller_problem(deployed_stack, config)])
+    errors = recent_errors(deployed_stack, config)
+    evidence.add("errors logged over the last updates", errors or "none")
+    if errors:
+        problems.append(
+            "the autoscaler logged errors over its last updates (its own account of why it does not scale):\n  "
+            + "\n  ".join(errors)
+        )
+    assert not problems, f"{config.workload}: " + "\n".join(problems)
+
+
+@pytest.mark.prerequisite("AS-CONFIG")
 @pytest.mark.requirement("AS-SCALE-UP-DOWN")
-@pytest.mark.usefixtures("pgqueue_backlog", "valid_flags")
+@pytest.mark.usefixtures("pgqueue_backlog")
 def test_autoscaler_follows_the_backlog(
     deployed_stack: Stack,
-    deployed_autoscaler: AutoscalerConfig,
+    configured_autoscaler: AutoscalerConfig,
     deployed_server: ServerConfig,
     database: Database,
     evidence: Any,
 ) -> None:
-    config = deployed_autoscaler
-    assert_measures_consolidations(config, deployed_server)
+    config = configured_autoscaler
     size = backlog_size(config)
     target = expected_pods(config, size)
     update = config.update_seconds
@@ -162,12 +191,16 @@ def test_autoscaler_follows_the_backlog(
         with HeldBacklog(deployed_stack, database, config.queue, size) as backlog:
             visible = backlog.make_due()
             steps_needed = math.ceil(max(0, target - len(watch.live())) / config.step)
-            reached = watch.wait_until(
-                lambda w: len(w.live()) >= target,
-                timeout=update * (steps_needed + 3) + 90,
-                description=f"{target} consolidater pods ({selector}) for a backlog of {size} (ratio {config.ratio}, "
-                f"step {config.step}, max {config.maximum})",
-            )
+            try:
+                reached = watch.wait_until(
+                    lambda w: len(w.live()) >= target,
+                    timeout=update * (steps_needed + 3) + 90,
+                    description=f"{target} consolidater pods ({selector}) for a backlog of {size} (ratio "
+                    f"{config.ratio}, step {config.step}, max {config.maximum})",
+                    fail_on=lambda pod: classify_pod(pod, now()),
+                )
+            except WorkloadFailed as err:
+                pytest.fail(worker_cannot_run(deployed_stack, err, config), pytrace=False)
             # One more update with the same backlog: the count must hold, not overshoot.
             time.sleep(update + 2)
             peak = max((pods for _, pods in replay(watch)), default=0)
@@ -214,18 +247,17 @@ def busy_scenario(config: AutoscalerConfig) -> tuple[int, int]:
 
 @pytest.mark.prerequisite("AS-SCALE-UP-DOWN")
 @pytest.mark.requirement("AS-SHRINK-KEEPS-BUSY")
-@pytest.mark.usefixtures("pgqueue_backlog", "valid_flags")
+@pytest.mark.usefixtures("pgqueue_backlog")
 def test_shrinking_spares_the_busy_pods(
     deployed_stack: Stack,
-    deployed_autoscaler: AutoscalerConfig,
+    configured_autoscaler: AutoscalerConfig,
     deployed_server: ServerConfig,
     database: Database,
     geocube: GeocubeClient,
     shared_volume: PodVolumeStorage,
     evidence: Any,
 ) -> None:
-    config = deployed_autoscaler
-    assert_measures_consolidations(config, deployed_server)
+    config = configured_autoscaler
     assert config.cost_path, (
         "the autoscaler runs without -pod.cost.path: every pod costs 0 to it, so a shrink deletes consolidaters "
         "in the middle of a job as readily as idle ones. Fix: -pod.cost.path=/termination_cost -pod.cost.port=9000"

@@ -114,12 +114,23 @@ FAULTS = (
         (("base/apiserver.yaml", "serviceAccountName: apiserver", "serviceAccountName: default"),),
         {"PLAT-SERVICE-ACCOUNTS": "uses ServiceAccount 'default'"},
     ),
-    # Measuring the wrong queue breaks all autoscaling: the shrink check, which builds on scaling, is blocked.
+    # Measuring the wrong queue breaks all autoscaling: the read-only check names it from the flags, and the
+    # scaling checks, which build on it, are blocked instead of waiting for pods that never come.
     Fault(
         "autoscaler-wrong-queue",
         "autoscaling",
         (("base/autoscaler.yaml", "- -queue=consolidations", "- -queue=consolidations-worker"),),
-        {"AS-SCALE-UP-DOWN": "'consolidations-worker'"},
+        {"AS-CONFIG": "'consolidations-worker'"},
+        blocked=("AS-SCALE-UP-DOWN", "AS-SHRINK-KEEPS-BUSY"),
+    ),
+    # Workers that cannot be scheduled: the flags are right (AS-CONFIG passes), but the autoscaler's first pods
+    # stay Pending and it stops growing; the scaling check names the scheduler's reason instead of timing out.
+    Fault(
+        "consolidater-unschedulable",
+        "autoscaling",
+        (),
+        {"AS-SCALE-UP-DOWN": "Unschedulable"},
+        params=("CONSOLIDATER_CPU_REQUEST=64",),
         blocked=("AS-SHRINK-KEEPS-BUSY",),
     ),
     # The autoscaler asks every pod for its cost where nothing listens: it cannot tell busy consolidaters
