@@ -117,6 +117,8 @@ def gc(rest: list[str]) -> int:
 
     try:
         settings = resolve(vars(options), os.environ, base_dir=REPO)
+        for notice in settings.notices:
+            print(f"gc: warning: {notice}", file=sys.stderr)
         kube = _connect(settings.kubeconfig, settings.context)
         if kube is None:
             print("gc: no --kubeconfig and the embedded cluster is not running: nothing to collect")

@@ -287,6 +287,12 @@ class _SessionHooks:
         report.sections = [(title, masker.text(content)) for title, content in report.sections]
         return report
 
+    def pytest_itemcollected(self, item: pytest.Item) -> None:
+        """A check's requirement id is one of its keywords: ``-k DB-CONN-LIMIT`` selects it (before -k filters)."""
+        requirement_id = test_meta(item)[0].requirement_id
+        if requirement_id:
+            item.extra_keyword_matches.add(requirement_id)
+
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         root = self.recorder.acceptance_root
         if (report.failed or report.skipped) and root is not None and report.nodeid:

@@ -161,10 +161,20 @@ def test_gc_deletes_expired_namespaces(fake_cluster: tuple[FakeCore, list[Any]])
     assert core.deleted == ["geocube-e2e-r1-old"]
 
 
-def test_gc_reports_bad_configuration(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gc_warns_about_an_unknown_variable_and_goes_on(
+    fake_cluster: tuple[FakeCore, list[Any]], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("GEOCUBE_CONTXT", "typo")
+    assert cli.main(["gc"]) == 0
+    assert "GEOCUBE_CONTXT is not a geocube setting and is ignored; did you mean GEOCUBE_CONTEXT?" in (
+        capsys.readouterr().err
+    )
+
+
+def test_gc_reports_bad_configuration(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEOCUBE_TIMEOUTS_WAIT", "soon")
     assert cli.main(["gc"]) == cli.EXIT_USAGE
-    assert "unknown environment variable GEOCUBE_CONTXT" in capsys.readouterr().err
+    assert "GEOCUBE_TIMEOUTS_WAIT" in capsys.readouterr().err
 
 
 def test_gc_without_a_running_cluster(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

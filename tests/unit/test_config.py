@@ -228,10 +228,23 @@ def test_wrongly_typed_profile_value(tmp_path: Path) -> None:
         settle(tmp_path, {"geocube_profile": str(path)})
 
 
-def test_unknown_geocube_env_var_is_an_error_but_foreign_ones_are_not(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="unknown environment variable GEOCUBE_MESAGING"):
-        settle(tmp_path, env={"GEOCUBE_MESAGING": "pubsub"})
-    settle(tmp_path, env={"GEOCUBE_ACCEPTANCE_CACHE": "/tmp/x", "GEOCUBE_PARAM_X": "1"})
+def test_an_unknown_geocube_env_var_is_a_warning_naming_the_likely_setting(tmp_path: Path) -> None:
+    settings = settle(tmp_path, env={"GEOCUBE_MESAGING": "pubsub", "GEOCUBE_VERSION": "1.0.3"})
+    assert [n.split(" is not")[0] for n in settings.notices] == [
+        "environment variable GEOCUBE_MESAGING",
+        "environment variable GEOCUBE_VERSION",
+    ]
+    assert "did you mean GEOCUBE_MESSAGING?" in settings.notices[0]
+    assert "did you mean" not in settings.notices[1], "a pipeline's own variable is not a typo of ours"
+    assert settings.messaging == "pgqueue", "and it is ignored"
+    assert settle(tmp_path, env={"GEOCUBE_ACCEPTANCE_CACHE": "/tmp/x", "GEOCUBE_PARAM_X": "1"}).notices == ()
+
+
+def test_the_header_shows_the_warning(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEOCUBE_MESAGING", "pubsub")
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest("-p", "fixtures.plugin", "-p", "no:asyncio")
+    result.stdout.fnmatch_lines(["geocube-warning: environment variable GEOCUBE_MESAGING is not a geocube setting*"])
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:

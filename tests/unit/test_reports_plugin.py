@@ -303,6 +303,55 @@ def test_a_check_whose_prerequisite_failed_is_blocked_not_failed_again(pytester:
     assert "permission denied for table pgq_jobs" in tests["MSG-APP-PATH"]["skip_reason"]
 
 
+def test_a_blocked_check_blocks_what_builds_on_it(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_chain="""
+        import pytest
+
+        @pytest.mark.requirement("AS-CONFIG")
+        def test_config():
+            assert False, "wrong queue"
+
+        @pytest.mark.prerequisite("AS-CONFIG")
+        @pytest.mark.requirement("AS-SCALE")
+        def test_scale():
+            pass
+
+        @pytest.mark.prerequisite("AS-SCALE")
+        @pytest.mark.requirement("AS-SHRINK")
+        def test_shrink():
+            pass
+        """
+    )
+    result, base = run(pytester)
+    result.assert_outcomes(failed=1, skipped=2)
+    shrink = by_req(load(only_run_dir(base)))["AS-SHRINK"]["skip_reason"]
+    assert shrink.startswith("BLOCKED: prerequisite AS-SCALE was blocked (prerequisite AS-CONFIG failed earlier")
+    assert "wrong queue" in shrink
+
+
+def test_a_requirement_id_is_a_keyword(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_ids="""
+        import pytest
+
+        @pytest.mark.requirement("DB-CONN-LIMIT")
+        def test_limit():
+            pass
+
+        @pytest.mark.requirement("DB-CONN-SETTINGS")
+        def test_settings():
+            pass
+        """
+    )
+    result, _ = run(pytester, "-k", "DB-CONN-LIMIT")
+    result.assert_outcomes(passed=1, deselected=1)
+    result, _ = run(pytester, "-k", "not DB-CONN-LIMIT")
+    result.assert_outcomes(passed=1, deselected=1)
+    result, _ = run(pytester, "-k", "DB-CONN")
+    result.assert_outcomes(passed=2)
+
+
 def test_a_check_runs_when_its_prerequisite_passed_or_was_deselected(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_queue="""
