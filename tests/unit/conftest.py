@@ -18,6 +18,14 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def no_kubeconfig(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No KUBECONFIG and an empty home: the developer's clusters are never chosen like kubectl would."""
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+    yield
+
+
+@pytest.fixture(autouse=True)
 def stack_storage_root(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The embedded default's stack storage lives in a temporary directory: a janitor under test removes there."""
     import fixtures.embedded

@@ -307,7 +307,7 @@ def test_header_shows_each_value_with_its_source(pytester: pytest.Pytester, monk
         [
             "geocube settings (CLI > env > profile > default):",
             f"*profile *= {path}  [[]cli --profile]",
-            "*kubeconfig *= (embedded cluster)  [[]default]",
+            "*kubeconfig *= (embedded cluster)  [[]default: no KUBECONFIG, no ~/.kube/config: the embedded default]",
             "*messaging *= pubsub  [[]cli --geocube-messaging]",
             "*storage *= gs  [[]env GEOCUBE_STORAGE]",
             f"*access_mode *= nodeport  [[]profile {path}:1]",
@@ -360,3 +360,47 @@ def test_malformed_profile_is_one_usage_error(pytester: pytest.Pytester) -> None
 def test_help_works_even_with_a_broken_environment(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GEOCUBE_MESSAGING", "kafka")
     assert run(pytester, "--help").ret == pytest.ExitCode.OK
+
+
+# --------------------------------------------------------------------------------------------------
+# Which cluster: like kubectl
+# --------------------------------------------------------------------------------------------------
+
+
+def kubeconfig_file(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("apiVersion: v1\nkind: Config\n")
+    return path
+
+
+def test_without_any_kubeconfig_the_embedded_default_and_why(tmp_path: Path) -> None:
+    settings = settle(tmp_path, env={"HOME": str(tmp_path)})
+    assert settings.kubeconfig is None
+    assert settings.source("kubeconfig") == "default: no KUBECONFIG, no ~/.kube/config: the embedded default"
+
+
+def test_home_kube_config_like_kubectl(tmp_path: Path) -> None:
+    config = kubeconfig_file(tmp_path / ".kube" / "config")
+    settings = settle(tmp_path, env={"HOME": str(tmp_path)})
+    assert (settings.kubeconfig, settings.source("kubeconfig")) == (config, "default ~/.kube/config (as kubectl)")
+
+
+def test_kubeconfig_env_wins_over_home_and_a_list_says_what_it_reads(tmp_path: Path) -> None:
+    kubeconfig_file(tmp_path / ".kube" / "config")
+    first, second = kubeconfig_file(tmp_path / "a.yaml"), kubeconfig_file(tmp_path / "b.yaml")
+    settings = settle(tmp_path, env={"HOME": str(tmp_path), "KUBECONFIG": f"{tmp_path / 'gone.yaml'}:{first}:{second}"})
+    assert (settings.kubeconfig, settings.source("kubeconfig")) == (first, "env KUBECONFIG")
+    assert settings.notices == (
+        f"KUBECONFIG lists 3 files; geocube-acceptance reads only the first that exists, {first} (kubectl would "
+        "merge them). Fix: pass --kubeconfig FILE to be explicit",
+    )
+
+
+def test_explicit_settings_win_and_embedded_can_be_asked_for(tmp_path: Path) -> None:
+    mine = kubeconfig_file(tmp_path / "mine.yaml")
+    env = {"HOME": str(tmp_path), "KUBECONFIG": str(kubeconfig_file(tmp_path / "other.yaml"))}
+    assert settle(tmp_path, {"geocube_kubeconfig": str(mine)}, env).kubeconfig == mine
+    embedded = settle(tmp_path, {"geocube_kubeconfig": "embedded"}, env)
+    assert embedded.kubeconfig is None
+    assert embedded.source("kubeconfig") == "cli --geocube-kubeconfig (the embedded default, asked for)"
+    assert settle(tmp_path, env={**env, "GEOCUBE_KUBECONFIG": "embedded"}).kubeconfig is None
