@@ -209,8 +209,18 @@ def parameters_for(messaging: str, storage: str) -> tuple[Parameter, ...]:
     return tuple(used)
 
 
-def sql_params(messaging: str) -> dict[str, str]:
-    """Geocube's own SQL, read from the pinned module in the Go module cache (never committed)."""
+# What the SQL parameters hold when a deployed stack is validated: only which objects exist is compared.
+SQL_NOT_READ = "-- Geocube's SQL is not read to validate a deployed stack"
+
+
+def sql_params(messaging: str, *, read: bool = True) -> dict[str, str]:
+    """Geocube's own SQL, read from the pinned module in the Go module cache (never committed).
+
+    ``read=False``: placeholders, so that validating a deployed stack needs neither Go nor the module proxy.
+    """
+    if not read:
+        names = ["GEOCUBE_CREATE_SQL"] + (["PGQUEUE_CREATE_TABLE_SQL"] if messaging == "pgqueue" else [])
+        return dict.fromkeys(names, _block(SQL_NOT_READ))
     module = geocube_module()
     params = {"GEOCUBE_CREATE_SQL": _block(module.read_text(CREATE_SQL))}
     if messaging == "pgqueue":
@@ -247,9 +257,17 @@ def storage_params(storage: str, *, local_host_path: str | None = None, bucket: 
 
 
 def default_params(
-    messaging: str, storage: str, *, local_host_path: str | None = None, preset: str = "embedded"
+    messaging: str,
+    storage: str,
+    *,
+    local_host_path: str | None = None,
+    preset: str = "embedded",
+    read_sql: bool = True,
 ) -> dict[str, str]:
-    """Derived values of every parameter except the images, for one profile pair (passwords random per call)."""
+    """Derived values of every parameter except the images, for one profile pair (passwords random per call).
+
+    ``read_sql=False`` for a stack that is only validated: Geocube's SQL is not read (see ``sql_params``).
+    """
     check_profiles(messaging, storage)
     if preset not in RESOURCE_PRESETS:
         raise StackError(f"preset must be one of {sorted(RESOURCE_PRESETS)}. Current input: {preset!r}")
@@ -269,7 +287,7 @@ def default_params(
         "AUTOSCALER_MAX": "256",
         "PUBSUB_PROJECT": "geocube-acceptance",
         **RESOURCE_PRESETS[preset],
-        **sql_params(messaging),
+        **sql_params(messaging, read=read_sql),
     }
     if storage == "gs" or local_host_path is not None:
         params.update(storage_params(storage, local_host_path=local_host_path))

@@ -95,3 +95,20 @@ def test_an_unknown_impact_is_one_clear_error(pytester: pytest.Pytester, tmp_pat
     )  # fmt: skip
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*'allow' = 'everything'*(allowed: test-data, disruptive)*"])
+
+
+def test_validating_a_deployed_stack_needs_no_go_module(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Geocube's SQL comes from the Go module cache; a stack that is only validated is rendered without it."""
+    import geocube_stack.params
+    from fixtures.config import Messaging, Storage, resolve
+    from fixtures.stack import stack_parameters
+
+    def no_go() -> None:
+        raise AssertionError("the Go module was read")
+
+    monkeypatch.setattr(geocube_stack.params, "geocube_module", no_go)
+    settings = resolve({"geocube_existing_namespace": "prod", "geocube_kubeconfig": str(tmp_path / "kc")}, {},
+                       base_dir=Path(__file__).resolve().parents[2], cwd=tmp_path)  # fmt: skip
+    params = stack_parameters(settings, {}, Messaging.PGQUEUE, Storage.GS, namespace="prod", embedded=False)
+    assert params["GEOCUBE_CREATE_SQL"].strip() == geocube_stack.params.SQL_NOT_READ
+    assert params["PGQUEUE_CREATE_TABLE_SQL"].strip() == geocube_stack.params.SQL_NOT_READ
