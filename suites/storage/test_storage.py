@@ -16,6 +16,7 @@ from geocube_stack.client import GeocubeClient
 from geocube_stack.geotiff import tiff_summary
 from reports.defects import DefectWitness
 from suites.storage.consumers import paused_consumers
+from suites.storage.sharing import sharing_problem
 
 pytestmark = pytest.mark.storage
 
@@ -23,6 +24,40 @@ UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 CANCEL_SETTLED = frozenset({"FAILED", "ROLLBACKFAILED", "CANCELLATIONFAILED", "DONE", "DONEBUTUNTIDY"})
 """States a cancelled job rests in: FAILED after a clean rollback; the others wait for a user or are wrong."""
 CLEAN_CANCEL = "FAILED"
+
+
+@pytest.mark.requirement("STO-SHARED")
+def test_server_and_consolidaters_share_their_storage(
+    deployed_stack: Stack, deployed_server: ServerConfig, deployed_autoscaler: AutoscalerConfig, evidence: Any
+) -> None:
+    """Read-only: the same cancelled-jobs location in both, and both storages on one durable volume."""
+    kube, namespace = deployed_stack.kube, deployed_stack.namespace
+    # The workloads server_config and autoscaler_config read (their first container, like them).
+    server_spec = kube.to_dict(kube.apps.read_namespaced_deployment("apiserver", namespace))["spec"]["template"]["spec"]
+    rc = deployed_autoscaler.rc
+    worker_spec = kube.to_dict(kube.core.read_namespaced_replication_controller(rc, namespace))["spec"]["template"]
+    worker_spec = worker_spec["spec"]
+    worker_flags = read_container(kube, namespace, "ReplicationController", rc)
+    worker_cancelled = worker_flags.flag("cancelledJobs", "")
+    evidence.add(
+        "server", {"ingestion": deployed_server.ingestion_storage, "cancelledJobs": deployed_server.cancelled_jobs}
+    )
+    evidence.add(f"ReplicationController/{rc}", {"cancelledJobs": worker_cancelled})
+    problems = []
+    if worker_cancelled.rstrip("/") != deployed_server.cancelled_jobs.rstrip("/"):
+        problems.append(
+            f"the server writes cancellation flags under -cancelledJobs={deployed_server.cancelled_jobs}, the "
+            f"consolidaters of ReplicationController/{rc} look under -cancelledJobs={worker_cancelled or '(unset)'}: "
+            "a cancelled job's tasks would still run. Fix: the same location in both"
+        )
+    server = (server_spec, server_spec["containers"][0])
+    worker = (worker_spec, worker_spec["containers"][0])
+    for what, path in (("ingestion storage", deployed_server.ingestion_storage),
+                       ("cancelled-jobs storage", deployed_server.cancelled_jobs)):  # fmt: skip
+        problem = sharing_problem(what, path, server, worker)
+        if problem:
+            problems.append(problem)
+    assert not problems, "\n".join(problems)
 
 
 @pytest.mark.requirement("STO-INGESTION")

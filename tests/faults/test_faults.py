@@ -182,7 +182,7 @@ FAULTS = (
         "cancelled-jobs-path-not-shared",
         "storage",
         (("base/apiserver.yaml", "- -cancelledJobs={{CANCELLED_JOBS_STORAGE}}", "- -cancelledJobs=/tmp/cancelled"),),
-        {"STO-CANCELLED-JOBS": "look under"},
+        {"STO-SHARED": "-cancelledJobs=/tmp/cancelled", "STO-CANCELLED-JOBS": "look under"},
     ),
     Fault(
         "storage-volume-not-shared",
@@ -194,7 +194,7 @@ FAULTS = (
                 "- {name: storage, emptyDir: {}}",
             ),
         ),
-        {"STO-INGESTION": "never reached DONE"},
+        {"STO-SHARED": "emptyDir", "STO-INGESTION": "never reached DONE"},
         options=("--geocube-timeouts-wait", "60s"),
     ),
 )
