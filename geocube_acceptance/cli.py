@@ -4,6 +4,7 @@
     geocube-acceptance run [PYTEST ARGS...]              the acceptance suites (suites/ unless paths are given)
     geocube-acceptance report RUN_DIR ...                regenerate a run's reports (reports.cli)
     geocube-acceptance gc [--dry-run] [--run-id ID]      delete this suite's expired namespaces
+    geocube-acceptance --version                         the installed version
 
 Exit status of run (and of plain pytest on the suites) and of report: the run's verdict.
 
@@ -16,12 +17,18 @@ Exit status of run (and of plain pytest on the suites) and of report: the run's 
 
 Subcommands are imported lazily: ``gc`` must not pay for the report renderer, and ``run`` must not
 need the embedded cluster's build machinery unless the suites ask for it.
+
+The suites and the reference manifests ship in the wheel (``geocube_acceptance.locations``): ``run``
+works from any directory. Outside a checkout it gives pytest the packaged configuration
+(``acceptance.ini``, the checkout's ``[tool.pytest.ini_options]``) and the current directory as rootdir,
+so that the reports (``reports/runs/``) and pytest's cache land there, never in site-packages.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -29,11 +36,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from geocube_acceptance import locations
+
 if TYPE_CHECKING:
+    import pytest
+
     from fixtures.cluster_client import KubeClient
 
+DISTRIBUTION = "geocube-acceptance"
 REPO = Path(__file__).resolve().parent.parent
-SUITES = REPO / "suites"
+SUITES = locations.suites_dir()
+PLUGIN = "fixtures.plugin"
 USAGE = "\n\n".join(__doc__.split("\n\n")[1:4]) if __doc__ else ""
 EXIT_USAGE = 4
 """Bad options or input (pytest's usage-error code): 2 would read as the INCOMPLETE verdict."""
@@ -44,6 +57,7 @@ _VALUE_OPTIONS = frozenset(
         "-k", "-m", "-p", "-o", "-c", "-W", "--rootdir", "--confcutdir", "--basetemp", "--junitxml", "--junit-xml",
         "--junit-prefix", "--ignore", "--ignore-glob", "--deselect", "--tb", "--maxfail", "--durations",
         "--durations-min", "--timeout", "--log-level", "--log-file", "--override-ini", "--capture", "--import-mode",
+        "--config-file",
         "--report-dir", "--report-run-id", "--reruns", "--reruns-delay", "--only-rerun", "--kubeconfig",
         "--context", "--profile", "--set", "--params-file", "--manifests-dir", "--messaging", "--storage",
         "--access-mode", "--keep-namespace", "--existing-namespace",
@@ -57,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(f"usage:\n{USAGE}")
         return 0 if args else EXIT_USAGE
+    if args[0] in ("-V", "--version"):
+        print(f"{DISTRIBUTION} {version()}")
+        return 0
     handlers: dict[str, Callable[[list[str]], int]] = {
         "cluster": lambda rest: _delegate("localcluster.cli", "cluster", rest),
         "report": lambda rest: _delegate("reports.cli", "report", rest),
@@ -80,12 +97,43 @@ def _delegate(module: str, command: str, rest: list[str]) -> int:
     return int(entry(rest) or 0)
 
 
+def version() -> str:
+    """The installed distribution's version (package metadata)."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed: run `pip install -e .`)"
+
+
 def run(rest: list[str]) -> int:
     """Run pytest on the suites (or on the paths given) with the given arguments."""
     import pytest
 
     args = rest if any(_is_test_path(rest, i) for i in range(len(rest))) else [str(SUITES), *rest]
-    return int(pytest.main(args))
+    # -p: the suite's plugin for any paths (also a user's own checks); registered by its module name, it is
+    # never loaded twice with the checkout's conftest or the pytest11 entry point.
+    return int(pytest.main(["-p", PLUGIN, *_packaged_config(args), *args], plugins=[_RunProgram()]))
+
+
+class _RunProgram:
+    """Names this command, not ``pytest.main()``, in pytest's usage line, ``--help`` and errors."""
+
+    def pytest_addoption(self, parser: pytest.Parser) -> None:
+        parser.prog = "geocube-acceptance run"
+
+
+def _packaged_config(args: Sequence[str]) -> list[str]:
+    """Outside a checkout: the packaged pytest configuration and the current directory as rootdir.
+
+    The wheel has no pyproject.toml, and pytest would otherwise take the rootdir (where the reports and its
+    cache go) from the installed suites' folder and any configuration file above it.
+    """
+    if locations.checkout() is not None:
+        return []
+    given = {arg.split("=", 1)[0] for arg in args}
+    packaged = [] if given & {"-c", "--config-file"} else ["-c", str(locations.ACCEPTANCE_INI)]
+    rooted = [] if "--rootdir" in given else ["--rootdir", str(Path.cwd())]
+    return [*packaged, *rooted]
 
 
 def _is_test_path(args: Sequence[str], index: int) -> bool:

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from geocube_acceptance import locations
 from geocube_stack.errors import StackError
 from geocube_stack.module import CREATE_SQL, PGQUEUE_SQL, geocube_module
 
-MANIFESTS_DIR = Path(__file__).resolve().parent.parent / "manifests"
+MANIFESTS_DIR = locations.manifests_dir()
 MESSAGING_PROFILES = ("pubsub", "pgqueue")
 STORAGE_PROFILES = ("local", "gs")
 # Where the shared volume is mounted in the API server and the consolidaters (fixed in base/*.yaml).

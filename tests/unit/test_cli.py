@@ -60,8 +60,9 @@ def test_missing_delegate_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, caps
 def pytest_main(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     calls: list[list[str]] = []
 
-    def main(args: list[str]) -> int:
-        calls.append(args)
+    def main(args: list[str], plugins: list[object] | None = None) -> int:
+        assert args[:2] == ["-p", "fixtures.plugin"]  # the suite's plugin, for the suites or the user's paths
+        calls.append(args[2:])
         return 1
 
     monkeypatch.setattr(pytest, "main", main)

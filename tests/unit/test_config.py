@@ -18,6 +18,7 @@ from fixtures.config import (
     toml_key_lines,
 )
 from fixtures.errors import ConfigError
+from geocube_acceptance import locations
 
 pytest_plugins = ["pytester"]
 
@@ -49,7 +50,7 @@ def test_defaults_come_from_the_base_dir_and_say_so(tmp_path: Path) -> None:
     assert settings.storage == Storage.LOCAL
     assert settings.access_mode == AccessMode.PORT_FORWARD
     assert settings.keep_namespace == KeepNamespace.NEVER
-    assert settings.manifests_dir == tmp_path / "manifests"
+    assert settings.manifests_dir == locations.manifests_dir()  # shipped with the suites, wherever pytest runs
     assert settings.run_dir == tmp_path / "reports" / "runs" / settings.run_id
     assert dict(settings.images) == {}  # the embedded default builds every image
     assert settings.source("messaging") == "default"
