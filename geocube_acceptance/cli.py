@@ -58,9 +58,9 @@ _VALUE_OPTIONS = frozenset(
         "--junit-prefix", "--ignore", "--ignore-glob", "--deselect", "--tb", "--maxfail", "--durations",
         "--durations-min", "--timeout", "--log-level", "--log-file", "--override-ini", "--capture", "--import-mode",
         "--config-file",
-        "--report-dir", "--report-run-id", "--reruns", "--reruns-delay", "--only-rerun", "--kubeconfig",
-        "--context", "--profile", "--set", "--params-file", "--manifests-dir", "--messaging", "--storage",
-        "--access-mode", "--keep-namespace", "--existing-namespace",
+        "--geocube-report-dir", "--geocube-run-id", "--geocube-profile", "--reruns", "--reruns-delay",
+        "--only-rerun", "--kubeconfig", "--context", "--set", "--params-file", "--manifests-dir", "--messaging",
+        "--storage", "--access-mode", "--keep-namespace", "--existing-namespace",
     }
 )  # fmt: skip
 
@@ -155,7 +155,11 @@ def gc(rest: list[str]) -> int:
     )
     parser.add_argument("--context", dest="geocube_context", metavar="NAME", help="kubeconfig context")
     parser.add_argument(
-        "--profile", dest="geocube_profile", metavar="FILE", help="TOML profile (for kubeconfig/context)"
+        "--geocube-profile",
+        "--profile",
+        dest="geocube_profile",
+        metavar="FILE",
+        help="TOML profile (for kubeconfig/context)",
     )
     parser.add_argument("--run-id", dest="run_id_filter", metavar="ID", help="only namespaces of this run")
     parser.add_argument("--dry-run", action="store_true", help="list what would be deleted; delete nothing")

@@ -6,7 +6,7 @@ Public surface:
 - ``ENVIRONMENT_LIMITATION``: the equivalent ``pytest.skip`` reason prefix.
 - ``get_recorder(config)`` / ``RECORDER_KEY``: the session recorder (inventory, run id, secrets).
 - ``RUN_ID_KEY`` / ``REPORT_DIR_KEY``: impose (before the session starts) or read the run id and the
-  report base directory through ``config.stash``; imposed values win over ``--report-run-id``/``--report-dir``.
+  report base directory through ``config.stash``; imposed values win over ``--geocube-run-id``/``--geocube-report-dir``.
 - ``get_evidence(item)`` and the ``evidence`` fixture: per-check evidence and diagnostics.
 - ``waiting(what, timeout)``: console progress for long waits.
 """

@@ -103,7 +103,7 @@ class Evidence:
         """Keep a diagnostics file or directory (events, pod logs, object dumps) with the report.
 
         The file is copied into the run directory at once, so it survives the cleanup that follows.
-        Without a run directory (``--no-report``) only its path is recorded.
+        Without a run directory (``--geocube-no-report``) only its path is recorded.
         """
         source = Path(path)
         if not source.exists():

@@ -33,7 +33,7 @@ RECORDER_KEY = pytest.StashKey[RunRecorder]()
 RUN_ID_KEY = pytest.StashKey[str]()
 """Set ``config.stash[RUN_ID_KEY]`` before the session starts to impose a run id; holds the id in use after."""
 REPORT_DIR_KEY = pytest.StashKey[Path]()
-"""Likewise for the report base directory (the framework's single resolver wins over ``--report-dir``)."""
+"""Likewise for the report base directory (the framework's single resolver wins over ``--geocube-report-dir``)."""
 _CONSOLE_KEY = pytest.StashKey[TextIO]()
 _ConsoleOutput = tuple[TextIO, bool, Callable[[], int]]
 _PREVIOUS_CONSOLE_KEY = pytest.StashKey[_ConsoleOutput | None]()
@@ -78,7 +78,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "2 INCOMPLETE, 3 ERROR; 4 usage error)",
     )
     group.addoption(
-        "--report-dir",
+        "--geocube-report-dir",
         dest="geocube_report_dir",
         default=None,
         metavar="DIR",
@@ -86,14 +86,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         f"ini {INI_REPORT_DIR}; default {DEFAULT_REPORT_DIR} under the rootdir)",
     )
     group.addoption(
-        "--report-run-id",
+        "--geocube-run-id",
         dest="geocube_run_id",
         default=None,
         metavar="ID",
         help="run id naming the report directory (default: YYYYMMDD-HHMMSS-<4 hex>, UTC)",
     )
     group.addoption(
-        "--no-report",
+        "--geocube-no-report",
         dest="geocube_no_report",
         action="store_true",
         default=False,
@@ -108,7 +108,7 @@ def resolve_settings(config: pytest.Config) -> ReportSettings:
     env = os.environ.get(ENV_REPORT_DIR)
     ini = str(config.getini(INI_REPORT_DIR) or "")
     if option:
-        base, source = invocation_dir / option, "--report-dir"
+        base, source = invocation_dir / option, "--geocube-report-dir"
     elif env:
         base, source = invocation_dir / env, f"env {ENV_REPORT_DIR}"
     elif ini:
@@ -121,7 +121,7 @@ def resolve_settings(config: pytest.Config) -> ReportSettings:
         try:
             validate_run_id(run_id)
         except ReportConfigError as exc:
-            raise pytest.UsageError(f"--report-run-id: {exc}") from exc
+            raise pytest.UsageError(f"--geocube-run-id: {exc}") from exc
     return ReportSettings(
         base_dir=base.resolve(),
         base_dir_source=source,
@@ -192,7 +192,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     settings = resolve_settings(config)
     if not settings.enabled:
-        return ["geocube-report: disabled (--no-report)"]
+        return ["geocube-report: disabled (--geocube-no-report)"]
     recorder = config.stash.get(RECORDER_KEY, None)
     imposed = config.stash.get(REPORT_DIR_KEY, None)
     if recorder is not None and imposed is not None:
@@ -404,7 +404,7 @@ class _SessionHooks:
             terminalreporter.write_line(f"report: {recorder.written['html']}")
             terminalreporter.write_line(f"record: {recorder.written['json']}")
         else:
-            terminalreporter.write_line("report files not written (--no-report)")
+            terminalreporter.write_line("report files not written (--geocube-no-report)")
 
 
 def _skip_reason(report: pytest.CollectReport | pytest.TestReport) -> str | None:

@@ -192,7 +192,7 @@ class RunRecorder:
 
     @property
     def run_dir(self) -> Path | None:
-        """``<base dir>/<run id>``, or ``None`` with ``--no-report``."""
+        """``<base dir>/<run id>``, or ``None`` with ``--geocube-no-report``."""
         self._base_dir_frozen = True
         return self.base_dir / self.run_id if self.enabled else None
 

@@ -94,7 +94,16 @@ def test_run_does_not_take_option_values_for_paths(
     monkeypatch.chdir(tmp_path)
     for name in ("admin.conf", "templates", "p.toml"):
         (tmp_path / name).touch()
-    args = ["--kubeconfig", "admin.conf", "--geocube-manifests-dir", "templates", "--profile", "p.toml", "-k", "x"]
+    args = [
+        "--kubeconfig",
+        "admin.conf",
+        "--geocube-manifests-dir",
+        "templates",
+        "--geocube-profile",
+        "p.toml",
+        "-k",
+        "x",
+    ]
     cli.main(["run", *args])
     assert pytest_main == [[str(cli.SUITES), *args]]
 

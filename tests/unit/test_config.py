@@ -290,8 +290,8 @@ def test_toml_key_lines_tracks_tables_and_dotted_keys() -> None:
 def test_options_live_in_one_geocube_group(pytester: pytest.Pytester) -> None:
     result = run(pytester, "--help")
     text = result.stdout.str()
-    assert "Geocube acceptance (precedence: CLI > GEOCUBE_* env > --profile > default)" in text
-    for flag in ("--geocube-messaging", "--messaging", "--profile", "--set", "--geocube-images-server",
+    assert "Geocube acceptance (precedence: CLI > GEOCUBE_* env > --geocube-profile > default)" in text
+    for flag in ("--geocube-messaging", "--messaging", "--geocube-profile", "--set", "--geocube-images-server",
                  "--keep-namespace", "--existing-namespace", "--geocube-timeouts-deploy"):  # fmt: skip
         assert flag in text
 
@@ -302,7 +302,7 @@ def test_header_shows_each_value_with_its_source(pytester: pytest.Pytester, monk
     monkeypatch.setenv("GEOCUBE_STORAGE", "gs")
     monkeypatch.setenv("GEOCUBE_MESSAGING", "pgqueue")
     pytester.makepyfile("def test_nothing(): pass")
-    result = run(pytester, "--profile", str(path), "--messaging", "pubsub")
+    result = run(pytester, "--geocube-profile", str(path), "--messaging", "pubsub")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         [
@@ -339,7 +339,7 @@ def test_bad_profile_is_one_usage_error(pytester: pytest.Pytester) -> None:
     path = pytester.path / "bad.toml"
     path.write_text('storage = "s3"\n', encoding="utf-8")
     pytester.makepyfile("def test_nothing(): pass")
-    result = run(pytester, "--profile", str(path))
+    result = run(pytester, "--geocube-profile", str(path))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
     assert errors == [
@@ -353,7 +353,7 @@ def test_malformed_profile_is_one_usage_error(pytester: pytest.Pytester) -> None
     path = pytester.path / "broken.toml"
     path.write_text("[images\nserver = 1\n", encoding="utf-8")
     pytester.makepyfile("def test_nothing(): pass")
-    result = run(pytester, "--profile", str(path))
+    result = run(pytester, "--geocube-profile", str(path))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: geocube profile {path} is not valid TOML: *line 1*Fix: *"])
 
@@ -405,3 +405,17 @@ def test_explicit_settings_win_and_embedded_can_be_asked_for(tmp_path: Path) -> 
     assert embedded.kubeconfig is None
     assert embedded.source("kubeconfig") == "cli --geocube-kubeconfig (the embedded default, asked for)"
     assert settle(tmp_path, env={**env, "GEOCUBE_KUBECONFIG": "embedded"}).kubeconfig is None
+
+
+def test_the_ini_report_dir_is_the_framework_s_too(pytester: pytest.Pytester) -> None:
+    """One report folder for reports and diagnostics, also when it comes from the ini key."""
+    pytester.makeini("[pytest]\ngeocube_report_dir = from-ini\n")
+    pytester.makepyfile("def test_nothing(): pass")
+    result = run(pytester, "--geocube-run-id", "ini-run")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*report_dir *= */from-ini  [[]ini geocube_report_dir]",  # the framework's (diagnostics)
+            "geocube-report: */from-ini (from ini geocube_report_dir)",  # the reports plugin's
+        ]
+    )

@@ -23,7 +23,7 @@ _BASE_ARGS = ("-p", "reports.plugin", "-p", "no:asyncio", "-p", "no:cacheprovide
 def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, Path]:
     """Run the fake suite with the plugin; return the result and the base report dir."""
     base = pytester.path / "out"
-    result = pytester.runpytest(*_BASE_ARGS, "--report-dir", str(base), *args)
+    result = pytester.runpytest(*_BASE_ARGS, "--geocube-report-dir", str(base), *args)
     return result, base
 
 
@@ -402,7 +402,7 @@ def test_plain_skip_and_module_skip_are_incomplete_and_deselection_a_coverage_ga
             pass
         """,
     )
-    result, base = run(pytester, "-k", "not deselected", "--report-run-id", "with-skips")
+    result, base = run(pytester, "-k", "not deselected", "--geocube-run-id", "with-skips")
     result.assert_outcomes(passed=1, skipped=2)
     assert result.ret == 2
     data = load(base / "with-skips")
@@ -422,7 +422,7 @@ def test_plain_skip_and_module_skip_are_incomplete_and_deselection_a_coverage_ga
     ]
 
     # Deselection alone leaves requirements out of a run whose checks all passed: PARTIAL, not INCOMPLETE.
-    result, base = run(pytester, "test_a.py", "-k", "test_ok", "--report-run-id", "deselected-only")
+    result, base = run(pytester, "test_a.py", "-k", "test_ok", "--geocube-run-id", "deselected-only")
     result.assert_outcomes(passed=1, deselected=2)
     assert result.ret == 0
     data = load(base / "deselected-only")
@@ -558,12 +558,14 @@ def test_inventory_secrets_and_run_id_from_the_framework(pytester: pytest.Pytest
 def test_no_report_writes_nothing_but_still_judges(pytester: pytest.Pytester) -> None:
     with_catalogue(pytester, "PLAT-OK")
     pytester.makepyfile(test_a=_ONE_CHECK)
-    result, base = run(pytester, "--no-report")
+    result, base = run(pytester, "--geocube-no-report")
     result.assert_outcomes(passed=1)
     assert result.ret == 0
     assert not base.exists()
     assert not (pytester.path / "reports").exists()
-    result.stdout.fnmatch_lines(["verdict: SIGN-OFF PASS (exit status 0)", "report files not written (--no-report)"])
+    result.stdout.fnmatch_lines(
+        ["verdict: SIGN-OFF PASS (exit status 0)", "report files not written (--geocube-no-report)"]
+    )
 
 
 def test_report_dir_resolution_cli_over_env_over_ini(
@@ -571,22 +573,22 @@ def test_report_dir_resolution_cli_over_env_over_ini(
 ) -> None:
     pytester.makeini("[pytest]\ngeocube_report_dir = from-ini\n")
     pytester.makepyfile(test_a=_ONE_CHECK)
-    args = (*_BASE_ARGS, "--report-run-id", "r1")
+    args = (*_BASE_ARGS, "--geocube-run-id", "r1")
     pytester.runpytest(*args).assert_outcomes(passed=1)
     assert (pytester.path / "from-ini" / "r1" / "run.json").is_file()
     monkeypatch.setenv("GEOCUBE_REPORT_DIR", str(pytester.path / "from-env"))
     result = pytester.runpytest(*args)
     result.stdout.fnmatch_lines(["geocube-report: *from-env (from env GEOCUBE_REPORT_DIR)"])
     assert (pytester.path / "from-env" / "r1" / "run.json").is_file()
-    pytester.runpytest(*args, "--report-dir", "from-cli").assert_outcomes(passed=1)
+    pytester.runpytest(*args, "--geocube-report-dir", "from-cli").assert_outcomes(passed=1)
     assert (pytester.path / "from-cli" / "r1" / "run.json").is_file()
 
 
 def test_invalid_run_id_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_a="def test_ok():\n    pass\n")
-    result = pytester.runpytest(*_BASE_ARGS, "--report-run-id", "../escape")
+    result = pytester.runpytest(*_BASE_ARGS, "--geocube-run-id", "../escape")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--report-run-id: run id '../escape' is not usable as a directory name*"])
+    result.stderr.fnmatch_lines(["*--geocube-run-id: run id '../escape' is not usable as a directory name*"])
 
 
 def test_generated_run_id_format(pytester: pytest.Pytester) -> None:
@@ -612,11 +614,11 @@ def test_history_across_runs_shows_newly_failing_and_fixed(
             pass
         """
     )
-    run(pytester, "--report-run-id", "run-1")
+    run(pytester, "--geocube-run-id", "run-1")
     with monkeypatch.context() as patch:
         patch.setenv("BREAK", "1")
-        run(pytester, "--report-run-id", "run-2")
-    _, base = run(pytester, "--report-run-id", "run-3")
+        run(pytester, "--geocube-run-id", "run-2")
+    _, base = run(pytester, "--geocube-run-id", "run-3")
     run2, run3 = load(base / "run-2"), load(base / "run-3")
     assert run2["history"]["previous_run_id"] == "run-1"
     assert run2["history"]["newly_failing"] == ["test_a.py::test_toggles"]
@@ -677,7 +679,7 @@ def test_framework_imposed_run_id_and_report_dir_win(pytester: pytest.Pytester) 
         """
     )
     pytester.makepyfile(test_a=_ONE_CHECK)
-    result, base = run(pytester, "--report-run-id", "cli-run")
+    result, base = run(pytester, "--geocube-run-id", "cli-run")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["geocube-report: *fw-reports (from the framework*"])
     assert (pytester.path / "fw-reports" / "fw-run" / "run.json").is_file()

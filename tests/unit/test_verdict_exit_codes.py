@@ -28,7 +28,7 @@ _BASE_ARGS = ("-p", "reports.plugin", "-p", "no:asyncio", "-p", "no:cacheprovide
 def run(pytester: pytest.Pytester, *args: str, run_id: str = "run") -> tuple[pytest.RunResult, Path]:
     """Run the fake suite with the report plugin; return the result and its run directory."""
     base = pytester.path / "out"
-    result = pytester.runpytest(*_BASE_ARGS, "--report-dir", str(base), "--report-run-id", run_id, *args)
+    result = pytester.runpytest(*_BASE_ARGS, "--geocube-report-dir", str(base), "--geocube-run-id", run_id, *args)
     return result, base / run_id
 
 
