@@ -12,14 +12,16 @@ registers it as a plugin without an "already imported" warning (an error under f
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 import pytest
+from _pytest._code.code import TerminalRepr  # the type pytest expects of a report's longrepr
 
 from reports import console
 from reports.defects import DefectWitness
@@ -253,6 +255,22 @@ def test_meta(item: pytest.Item) -> tuple[TestMeta, str | None]:
     return TestMeta(requirement_id=requirement_id, requirement=description, area=area), error
 
 
+class _MaskedRepr(TerminalRepr):
+    """A failure's representation with its secrets masked, keeping what readers use: text and crash line."""
+
+    def __init__(self, text: str, crash: Any, masker: Masker) -> None:
+        self.text = text
+        # The crash line (file, line, message) is what the terminal summary and the record show as the message.
+        self.reprcrash = dataclasses.replace(crash, message=masker.text(crash.message)) if crash is not None else None
+
+    def toterminal(self, out: Any) -> None:
+        for line in self.text.splitlines():
+            out.line(line)
+
+    def __str__(self) -> str:
+        return self.text
+
+
 class _SessionHooks:
     """Per-config hooks (registered by pytest_configure) so nested pytester runs never share state."""
 
@@ -283,7 +301,7 @@ class _SessionHooks:
             text = report.longreprtext
             masked = masker.text(text)
             if masked != text:
-                report.longrepr = masked
+                report.longrepr = _MaskedRepr(masked, getattr(report.longrepr, "reprcrash", None), masker)
         report.sections = [(title, masker.text(content)) for title, content in report.sections]
         return report
 

@@ -150,14 +150,23 @@ def test_autoscaler_is_configured_for_this_stack(
     )  # fmt: skip
     problems = flag_problems(config, deployed_server, deployed_stack.namespace)
     problems += filter(None, [controller_problem(deployed_stack, config)])
+    emulated = deployed_server.messaging == "pubsub" and bool(deployed_server.pubsub_emulator_host)
     errors = recent_errors(deployed_stack, config)
     evidence.add("errors logged over the last updates", errors or "none")
-    if errors:
+    if errors and not emulated:
         problems.append(
             "the autoscaler logged errors over its last updates (its own account of why it does not scale):\n  "
             + "\n  ".join(errors)
         )
     assert not problems, f"{config.workload}: " + "\n".join(problems)
+    if emulated:
+        # Its flags are right, but every update fails to read a metric the emulator lacks: the log says nothing
+        # about the deployment, so this requirement cannot be judged whole here.
+        incapable(
+            "with the Pub/Sub emulator the autoscaler reads its backlog from Cloud Monitoring, which the emulator "
+            "does not provide: each update logs an error, so its log cannot show whether it works (its flags were "
+            "checked and are right). Run with --messaging pgqueue (or against real Pub/Sub) to verify it."
+        )
 
 
 @pytest.mark.prerequisite("AS-CONFIG")

@@ -684,3 +684,32 @@ def test_framework_imposed_run_id_and_report_dir_win(pytester: pytest.Pytester) 
     result.stdout.fnmatch_lines(["geocube-report: *fw-reports (from the framework*"])
     assert (pytester.path / "fw-reports" / "fw-run" / "run.json").is_file()
     assert not base.exists()
+
+
+def test_a_failure_is_masked_everywhere_and_keeps_its_message(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        def pytest_configure(config):
+            from reports.plugin import get_recorder
+
+            get_recorder(config).add_secret("hunter2222")
+        """
+    )
+    pytester.makepyfile(
+        test_secret="""
+        import pytest
+
+        @pytest.mark.requirement("DB-AUTH")
+        def test_login():
+            print("connecting with hunter2222")
+            assert False, "login refused for password hunter2222"
+        """
+    )
+    result, base = run(pytester, "-rA")
+    output = result.stdout.str() + result.stderr.str()
+    assert "hunter2222" not in output
+    result.stdout.fnmatch_lines(["*login refused for password ****"])
+    run_dir = only_run_dir(base)
+    assert all("hunter2222" not in p.read_text(errors="replace") for p in run_dir.rglob("*") if p.is_file())
+    message = by_req(load(run_dir))["DB-AUTH"]["message"]
+    assert message.startswith("AssertionError: login refused for password ****"), message
