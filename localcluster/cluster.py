@@ -344,6 +344,9 @@ class EmbeddedCluster:
                 lambda: shutil.rmtree(self.layout.root, ignore_errors=False) if self.layout.root.exists() else None,
             )
             step("wipe runtime state", lambda: shutil.rmtree(self.layout.containerd_state, ignore_errors=True))
+            # Beside the state (paths.stack_storage_dir for the default layout): the stacks' data goes with it.
+            stack_storage = self.layout.root.parent / "stack-storage"
+            step("wipe the stacks' local storage", lambda: shutil.rmtree(stack_storage, ignore_errors=True))
         return problems
 
     def leftovers(self) -> list[str]:

@@ -19,3 +19,12 @@ def cache_dir() -> Path:
 def state_dir() -> Path:
     """Root of the running embedded cluster's state (``GEOCUBE_ACCEPTANCE_STATE``)."""
     return Path(os.environ.get("GEOCUBE_ACCEPTANCE_STATE", "/var/lib/geocube-acceptance/cluster"))
+
+
+def stack_storage_dir() -> Path:
+    """Node directories behind the stacks' local storage, one per namespace, beside the cluster state.
+
+    The stacks' own data, not the cluster's: ``cluster down --purge`` removes it with the state; the
+    janitor removes each namespace's directory with the namespace.
+    """
+    return state_dir().parent / "stack-storage"

@@ -6,12 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from localcluster.paths import stack_storage_dir
+
 if TYPE_CHECKING:
     from geocube_stack.deploy import Deployment
     from localcluster.cluster import EmbeddedCluster
 
 # Node directories behind the local storage profile: one per namespace, removed with it.
-STORAGE_ROOT = Path("/var/lib/geocube-acceptance/stack-storage")
+STORAGE_ROOT = stack_storage_dir()
 # Faster than the guide's 30s so the autoscaling self-test takes seconds, not minutes; -max bounded so
 # the multi-cell backlog shows the clamp on the 2-core node.
 SELFTEST_OVERRIDES = {"AUTOSCALER_UPDATE": "5s", "AUTOSCALER_MAX": "8"}
