@@ -37,7 +37,10 @@ from reports.model import (
     TestResult,
 )
 
-_RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# One rule for every run id: it names the report folder, and the framework puts it in namespace names and labels
+# (geocube-e2e-<run id>-xxxxx must stay a DNS-1123 label of at most 63 characters).
+RUN_ID_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
+RUN_ID_RULE = "1-40 lowercase letters, digits or '-', starting and ending with a letter or digit (DNS-safe)"
 
 
 class ReportConfigError(ValueError):
@@ -51,10 +54,11 @@ def generate_run_id(now: datetime | None = None) -> str:
 
 
 def validate_run_id(run_id: str) -> str:
-    if not _RUN_ID_RE.match(run_id):
+    """``run_id`` if it follows the one rule for run ids (ReportConfigError says which rule otherwise)."""
+    if not RUN_ID_PATTERN.match(run_id):
         raise ReportConfigError(
-            f"run id {run_id!r} is not usable as a directory name: expected 1-100 characters of "
-            "letters, digits, '.', '_' or '-', starting with a letter or digit (e.g. 20250114-031502-9f3a)"
+            f"run id {run_id!r} is not usable: it names the report folder and the stack's namespace; expected "
+            f"{RUN_ID_RULE}, e.g. 20250114-031502-9f3a"
         )
     return run_id
 

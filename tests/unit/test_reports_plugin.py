@@ -588,7 +588,7 @@ def test_invalid_run_id_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_a="def test_ok():\n    pass\n")
     result = pytester.runpytest(*_BASE_ARGS, "--geocube-run-id", "../escape")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--geocube-run-id: run id '../escape' is not usable as a directory name*"])
+    result.stderr.fnmatch_lines(["*--geocube-run-id: run id '../escape' is not usable: it names the report folder*"])
 
 
 def test_generated_run_id_format(pytester: pytest.Pytester) -> None:
