@@ -96,7 +96,7 @@ def test_recorder_run_id_rules(tmp_path: Path) -> None:
     assert recorder.run_id == "abc"
     with pytest.raises(ReportConfigError, match="already in use"):
         recorder.set_run_id("other")
-    with pytest.raises(ReportConfigError, match="not usable: it names the report folder and the stack.s namespace"):
+    with pytest.raises(ReportConfigError, match="not usable: it names the report folder"):
         RunRecorder(base_dir=tmp_path, run_id="a/b")
     with pytest.raises(ReportConfigError, match="not JSON-serializable"):
         recorder.set_inventory({"nodes": {object()}})
