@@ -40,6 +40,9 @@ class Parameter:
 PARAMETERS: tuple[Parameter, ...] = (
     Parameter("IMAGE_PULL_POLICY", "base", "imagePullPolicy of every container", "IfNotPresent"),
     Parameter(
+        "SERVICE_TYPE", "base", "type of the stack's Services (NodePort for --access-mode nodeport)", "ClusterIP"
+    ),
+    Parameter(
         "POSTGIS_IMAGE",
         "base",
         "PostgreSQL with PostGIS 3 and the official postgres entrypoint contract",
@@ -274,6 +277,7 @@ def default_params(
         raise StackError(f"preset must be one of {sorted(RESOURCE_PRESETS)}. Current input: {preset!r}")
     params: dict[str, str] = {
         "IMAGE_PULL_POLICY": "IfNotPresent",
+        "SERVICE_TYPE": "ClusterIP",
         "POSTGRES_USER": "postgres",
         "POSTGRES_PASSWORD": secrets.token_hex(16),
         "DB_USER": "apiserver",

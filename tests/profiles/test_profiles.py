@@ -60,3 +60,17 @@ def test_local_storage_shows_the_registered_rollback_defect_with_its_log_line(tm
     assert record["verdict"] == "PARTIAL"  # one area: never a sign-off
     report = (tmp_path / "reports" / "profile-local-storage" / "report.md").read_text()
     assert "## Known defects observed" in report and defect["evidence"] in report
+
+
+def test_the_nodeport_access_mode_reaches_the_stack_through_node_ports(tmp_path: Path) -> None:
+    """--access-mode nodeport: the stack's Services are NodePorts and the runner uses them, no port-forward."""
+    require_embedded_cluster()
+    record = run_suites(
+        ["suites/database", "suites/platform"], ["--access-mode", "nodeport"], tmp_path, "access-nodeport"
+    )
+    checks = outcomes(record)
+    not_passed = {rid: (t["status"], (t.get("message") or "")[:300]) for rid, t in checks.items()
+                  if t["status"] != "passed"}  # fmt: skip
+    assert not not_passed, f"checks that did not pass with --access-mode nodeport: {not_passed}"
+    assert "access=nodeport" in record["inventory"]["profile"], record["inventory"]["profile"]
+    assert record["inventory"]["parameters"]["SERVICE_TYPE"] == "NodePort"
