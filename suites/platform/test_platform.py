@@ -9,7 +9,7 @@ from kubernetes import client as k8s
 
 from fixtures.checks import GEOCUBE_VERSION
 from fixtures.config import Settings
-from fixtures.deployed import AutoscalerConfig, ServerConfig
+from fixtures.deployed import AutoscalerConfig
 from fixtures.errors import WaitTimeout, WorkloadFailed
 from fixtures.stack import Stack
 from geocube_stack.client import GeocubeClient
@@ -117,29 +117,35 @@ def test_autoscaler_rbac_is_exact(deployed_stack: Stack, deployed_autoscaler: Au
 
 
 @pytest.mark.requirement("PLAT-SERVICE-ACCOUNTS")
-def test_workloads_run_as_their_service_accounts(
-    deployed_stack: Stack, deployed_server: ServerConfig, deployed_autoscaler: AutoscalerConfig, evidence: Any
-) -> None:
+def test_workloads_run_as_their_service_accounts(deployed_stack: Stack, evidence: Any) -> None:
+    """Each workload runs as the ServiceAccount its manifest names — never the namespace's default one.
+
+    What is intended comes from the rendered manifests, not from the Deployment under test: a workload
+    edited to run as ``default`` must not pass by being compared with itself.
+    """
     kube, namespace = deployed_stack.kube, deployed_stack.namespace
-    intended = {"app=apiserver": "apiserver", "app=consolidater-autoscaler": deployed_autoscaler.service_account}
     accounts = {sa.metadata.name for sa in kube.core.list_namespaced_service_account(namespace).items}
     running: dict[str, list[str]] = {}
     problems = []
-    for selector, account in intended.items():
+    for name in ("apiserver", "consolidater-autoscaler"):
+        template = deployed_stack.get("Deployment", name).body["spec"]["template"]
+        intended = str(template["spec"].get("serviceAccountName") or "default")
+        selector = ",".join(f"{k}={v}" for k, v in (template.get("metadata") or {}).get("labels", {}).items())
+        if intended == "default":
+            problems.append(
+                f"Deployment/{name} uses ServiceAccount 'default' (the namespace's default one, shared by everything "
+                "in it): give it its own, as the guide does (serviceAccountName)"
+            )
+        elif intended not in accounts:
+            problems.append(f"ServiceAccount {intended} (for Deployment/{name}) does not exist")
         pods = kube.core.list_namespaced_pod(namespace, label_selector=selector, _request_timeout=15).items
-        running[selector] = sorted({p.spec.service_account_name for p in pods})
-        if account not in accounts:
-            problems.append(f"ServiceAccount {account} (for {selector}) does not exist")
+        running[name] = sorted({p.spec.service_account_name for p in pods})
         if not pods:
-            problems.append(f"no pod with {selector}")
+            problems.append(f"no pod of Deployment/{name} ({selector})")
         problems += [
-            f"pod {p.metadata.name} runs as {p.spec.service_account_name!r}, not {account!r}"
+            f"pod {p.metadata.name} runs as {p.spec.service_account_name!r}, not {intended!r} as its manifest says"
             for p in pods
-            if p.spec.service_account_name != account
+            if p.spec.service_account_name != intended
         ]
     evidence.add("service accounts of running pods", running)
-    assert deployed_server.service_account == "apiserver", (
-        f"the apiserver Deployment uses ServiceAccount {deployed_server.service_account!r}; the guide defines "
-        "'apiserver' for it"
-    )
     assert not problems, "\n".join(problems)
