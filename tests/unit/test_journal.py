@@ -131,6 +131,15 @@ def test_an_undo_that_fails_is_named_and_stays_in_the_journal() -> None:
     assert len(leases.leases) == 1, "the lease stays for the next run or gc to report"
 
 
+def test_a_failing_check_keeps_its_error_when_its_undo_fails_too() -> None:
+    leases, workloads = FakeLeases(), FakeWorkloads(labels={})
+    journal = make_journal(leases, workloads)
+    with pytest.raises(AssertionError, match="the check failed") as failure, journal.changes(Remove("Pod", "app")):
+        raise AssertionError("the check failed")
+    assert "could not be undone: delete Pod/app: refusing" in "".join(failure.value.__notes__)
+    assert len(journal.close()) == 1
+
+
 @pytest.mark.parametrize(
     "undo",
     [
