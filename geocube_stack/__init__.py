@@ -10,6 +10,10 @@ Public surface (everything else is private to the package):
   :func:`~geocube_stack.params.template_dirs`;
 * :mod:`geocube_stack.protos` — :func:`~geocube_stack.protos.ensure_stubs`;
 * :mod:`geocube_stack.deploy` — a minimal deploy helper for the package's own self-tests.
+
+PYTEST_DONT_REWRITE: the pytest11 entry point makes pytest mark every top-level package of this
+distribution for assertion rewriting; one imported before (a self-test, the command) would warn
+"Module already imported", an error under filterwarnings=error. Checks are rewritten as test modules.
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ Public surface:
   report base directory through ``config.stash``; imposed values win over ``--geocube-run-id``/``--geocube-report-dir``.
 - ``get_evidence(item)`` and the ``evidence`` fixture: per-check evidence and diagnostics.
 - ``waiting(what, timeout)``: console progress for long waits.
+
+PYTEST_DONT_REWRITE: the pytest11 entry point makes pytest mark every top-level package of this
+distribution for assertion rewriting; one imported before (a self-test, the command) would warn
+"Module already imported", an error under filterwarnings=error. Checks are rewritten as test modules.
 """
 
 from reports.console import waiting
