@@ -10,6 +10,9 @@ command line is parsed, as a ``-p`` option would.
 ``geocube-acceptance run`` passes ``-p fixtures.plugin`` and the checkout's root ``conftest.py`` lists it in
 ``pytest_plugins``: like this module, both register it under its module name, and pytest registers a
 name once, so the plugin is never loaded twice whichever of the three comes first.
+
+PYTEST_DONT_REWRITE: a run that names this module with ``-p`` marks it for assertion rewriting, and the
+entry point has usually imported it already ("Module already imported" is an error under filterwarnings=error).
 """
 
 from __future__ import annotations
