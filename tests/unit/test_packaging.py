@@ -65,7 +65,9 @@ def test_a_run_of_the_suites_loads_the_plugin_once_however_it_is_asked(pytester:
     """Entry point, ``-p fixtures.plugin`` (the CLI) and the checkout's conftest together: no double registration."""
     suites = str(locations.suites_dir())
     for asked in ([], ["-p", "fixtures.plugin"]):
-        result = pytester.runpytest("-p", PLUGIN, *asked, "-p", "no:cacheprovider", suites, "--co", "-q")
+        # A process per run: collecting the real suites imports google-cloud-pubsub, whose protobuf descriptors
+        # cannot be registered twice in one process (pytester's in-process runs re-import it).
+        result = pytester.runpytest_subprocess("-p", PLUGIN, *asked, "-p", "no:cacheprovider", suites, "--co", "-q")
         assert result.ret == pytest.ExitCode.OK, result.stderr.str()
         result.stdout.fnmatch_lines(["*suites/database/test_database.py::*"])
         assert "already registered" not in result.stderr.str()
