@@ -66,8 +66,19 @@ def go_executable() -> str:
 
 @functools.cache
 def download_module(path: str = GEOCUBE_MODULE, version: str = GEOCUBE_VERSION) -> DownloadedModule:
-    """Download ``path@version`` into the Go module cache (a no-op when present) and describe it."""
-    cmd = [go_executable(), "mod", "download", "-json", f"{path}@{version}"]
+    """Download ``path@version`` into the Go module cache (a no-op when present) and describe it.
+
+    Without Go (the in-cluster runner image, a validation-only machine), a module already extracted under
+    ``$GOMODCACHE`` (Go's own layout) is used as it is.
+    """
+    try:
+        go = go_executable()
+    except ModuleError:
+        extracted = _extracted_module(path, version)
+        if extracted is None:
+            raise
+        return extracted
+    cmd = [go, "mod", "download", "-json", f"{path}@{version}"]
     # Outside any module: a go.mod in the working directory must not change what is resolved.
     result = subprocess.run(
         cmd,
@@ -88,6 +99,21 @@ def download_module(path: str = GEOCUBE_MODULE, version: str = GEOCUBE_VERSION) 
             "Hint: check that the Go module proxy (GOPROXY) is reachable."
         )
     return DownloadedModule(path, version, Path(doc["Dir"]), Path(doc["Info"]), Path(doc["GoMod"]), Path(doc["Zip"]))
+
+
+def _extracted_module(path: str, version: str) -> DownloadedModule | None:
+    """``$GOMODCACHE/<path>@<version>`` when it exists (module paths here have no upper case to escape)."""
+    cache = os.environ.get("GOMODCACHE", "")
+    if not cache or path != path.lower():
+        return None
+    root = Path(cache)
+    found = root / f"{path}@{version}"
+    if not found.is_dir():
+        return None
+    download = root / "cache" / "download" / path / "@v"
+    return DownloadedModule(
+        path, version, found, download / f"{version}.info", download / f"{version}.mod", download / f"{version}.zip"
+    )
 
 
 def geocube_module() -> DownloadedModule:

@@ -308,7 +308,7 @@ def test_header_shows_each_value_with_its_source(pytester: pytest.Pytester, monk
         [
             "geocube settings (CLI > env > profile > default):",
             f"*profile *= {path}  [[]cli --profile]",
-            "*kubeconfig *= (embedded cluster)  [[]default: no KUBECONFIG, no ~/.kube/config: the embedded default]",
+            "*kubeconfig *= (embedded cluster)  [[]default: no KUBECONFIG, no ~/.kube/config, not in a pod: the embedded default]",
             "*messaging *= pubsub  [[]cli --geocube-messaging]",
             "*storage *= gs  [[]env GEOCUBE_STORAGE]",
             f"*access_mode *= nodeport  [[]profile {path}:1]",
@@ -377,13 +377,55 @@ def kubeconfig_file(path: Path) -> Path:
 def test_without_any_kubeconfig_the_embedded_default_and_why(tmp_path: Path) -> None:
     settings = settle(tmp_path, env={"HOME": str(tmp_path)})
     assert settings.kubeconfig is None
-    assert settings.source("kubeconfig") == "default: no KUBECONFIG, no ~/.kube/config: the embedded default"
+    assert settings.source("kubeconfig") == "default: no KUBECONFIG, no ~/.kube/config, not in a pod: the embedded default"
 
 
 def test_home_kube_config_like_kubectl(tmp_path: Path) -> None:
     config = kubeconfig_file(tmp_path / ".kube" / "config")
     settings = settle(tmp_path, env={"HOME": str(tmp_path)})
     assert (settings.kubeconfig, settings.source("kubeconfig")) == (config, "default ~/.kube/config (as kubectl)")
+
+
+def service_account(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    account = tmp_path / "serviceaccount"
+    account.mkdir()
+    (account / "token").write_text("t")
+    (account / "ca.crt").write_text("c")
+    monkeypatch.setattr("fixtures.cluster_client.SERVICE_ACCOUNT_DIR", account)
+    return account
+
+
+def test_in_a_pod_without_kubeconfig_its_service_account_like_kubectl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = service_account(tmp_path, monkeypatch)
+    env = {"HOME": str(tmp_path), "KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+    settings = settle(tmp_path, env=env)
+    assert (settings.kubeconfig, settings.source("kubeconfig")) == (
+        account,
+        "default: in a pod, its service account (as kubectl)",
+    )
+    # A kubeconfig still wins inside a pod, as with kubectl.
+    config = kubeconfig_file(tmp_path / ".kube" / "config")
+    assert settle(tmp_path, env=env).kubeconfig == config
+
+
+def test_a_service_account_directory_is_a_target_naming_the_in_cluster_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fixtures.cluster_client import read_target
+    from fixtures.errors import ClusterError
+
+    account = service_account(tmp_path, monkeypatch)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    target = read_target(account, None)
+    assert target.describe() == f"the in-cluster service account (server https://10.0.0.1:443, {account})"
+    with pytest.raises(ClusterError, match="--context other cannot apply to the in-cluster service account"):
+        read_target(account, "other")
+    (account / "token").unlink()
+    with pytest.raises(ClusterError, match="not a service account either \\(no token\\)"):
+        read_target(account, None)
 
 
 def test_kubeconfig_env_wins_over_home_and_a_list_says_what_it_reads(tmp_path: Path) -> None:
