@@ -202,3 +202,20 @@ def test_a_killed_runs_namespace_is_collected_by_the_next_run_and_a_running_one_
     until(lambda: not namespaces("killed"), "the collected namespace is gone")
     assert collect_garbage().returncode == 0
     assert not storage_dir(name).exists(), "with its local stack storage"
+
+
+def test_sigterm_to_an_in_cluster_run_removes_its_job_and_the_stack_it_deployed(kube: Any, tmp_path: Path) -> None:
+    """Ctrl-C/SIGTERM of ``--access-mode in-cluster`` while its pod deploys: the runner namespace, its
+    ClusterRoleBinding and (through the pod's own SIGTERM cleanup) the stack's namespace all go."""
+
+    def namespaces() -> list[str]:
+        listed = kube.core.list_namespace(label_selector=f"{RUN_ID_LABEL}=incluster-term", _request_timeout=15)
+        return [ns.metadata.name for ns in listed.items]
+
+    with running(["suites/platform", "--access-mode", "in-cluster"], tmp_path, "incluster-term") as run:
+        until(lambda: [n for n in namespaces() if not n.endswith("-runner")], "the pod's stack namespace exists", run)
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=60) != 0
+    until(lambda: not namespaces(), "every namespace of the run is gone", timeout=240)
+    bindings = kube.dynamic.resources.get(api_version="rbac.authorization.k8s.io/v1", kind="ClusterRoleBinding")
+    assert not bindings.get(label_selector=f"{RUN_ID_LABEL}=incluster-term").items

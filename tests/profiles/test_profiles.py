@@ -74,3 +74,31 @@ def test_the_nodeport_access_mode_reaches_the_stack_through_node_ports(tmp_path:
     assert not not_passed, f"checks that did not pass with --access-mode nodeport: {not_passed}"
     assert "access=nodeport" in record["inventory"]["profile"], record["inventory"]["profile"]
     assert record["inventory"]["parameters"]["SERVICE_TYPE"] == "NodePort"
+
+
+def test_the_in_cluster_access_mode_runs_the_suites_as_a_job_and_collects_the_report(tmp_path: Path) -> None:
+    """--access-mode in-cluster from outside: a Job in the cluster runs the checks with its service account,
+    reaches the stack by DNS, and its report comes back here; nothing of the run is left in the cluster."""
+    require_embedded_cluster()
+    record = run_suites(
+        ["suites/database", "suites/platform", "suites/messaging"],
+        ["--access-mode", "in-cluster"],
+        tmp_path,
+        "access-incluster",
+    )
+    checks = outcomes(record)
+    not_passed = {rid: (t["status"], (t.get("message") or "")[:300]) for rid, t in checks.items()
+                  if t["status"] != "passed"}  # fmt: skip
+    assert not not_passed, f"checks that did not pass in the in-cluster runner: {not_passed}"
+    assert "access=in-cluster" in record["inventory"]["profile"], record["inventory"]["profile"]
+    cluster = record["inventory"]["cluster"]
+    assert (cluster["context"], cluster["why"]) == ("in-cluster", "default: in a pod, its service account (as kubectl)")
+    assert (tmp_path / "reports" / "access-incluster" / "report.html").is_file()
+    from fixtures.labels import RUN_ID_LABEL
+    from tests.suite_runs import embedded_kube
+
+    with embedded_kube() as kube:
+        left = kube.core.list_namespace(label_selector=f"{RUN_ID_LABEL}=access-incluster").items
+        assert all(ns.status.phase == "Terminating" for ns in left), [ns.metadata.name for ns in left]
+        bindings = kube.dynamic.resources.get(api_version="rbac.authorization.k8s.io/v1", kind="ClusterRoleBinding")
+        assert not bindings.get(label_selector=f"{RUN_ID_LABEL}=access-incluster").items

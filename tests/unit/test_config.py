@@ -308,7 +308,8 @@ def test_header_shows_each_value_with_its_source(pytester: pytest.Pytester, monk
         [
             "geocube settings (CLI > env > profile > default):",
             f"*profile *= {path}  [[]cli --profile]",
-            "*kubeconfig *= (embedded cluster)  [[]default: no KUBECONFIG, no ~/.kube/config, not in a pod: the embedded default]",
+            "*kubeconfig *= (embedded cluster)  [[]default: no KUBECONFIG, no ~/.kube/config, not in a pod: the "
+            "embedded default]",
             "*messaging *= pubsub  [[]cli --geocube-messaging]",
             "*storage *= gs  [[]env GEOCUBE_STORAGE]",
             f"*access_mode *= nodeport  [[]profile {path}:1]",
@@ -377,7 +378,9 @@ def kubeconfig_file(path: Path) -> Path:
 def test_without_any_kubeconfig_the_embedded_default_and_why(tmp_path: Path) -> None:
     settings = settle(tmp_path, env={"HOME": str(tmp_path)})
     assert settings.kubeconfig is None
-    assert settings.source("kubeconfig") == "default: no KUBECONFIG, no ~/.kube/config, not in a pod: the embedded default"
+    assert settings.source("kubeconfig") == (
+        "default: no KUBECONFIG, no ~/.kube/config, not in a pod: the embedded default"
+    )
 
 
 def test_home_kube_config_like_kubectl(tmp_path: Path) -> None:
