@@ -325,12 +325,12 @@ def test_fixture_sees_the_resolved_settings(pytester: pytest.Pytester, monkeypat
         def test_settings(geocube_settings, messaging_profile, storage_profile, access_mode, geocube_images):
             assert geocube_settings.keep_namespace == "on-failure"
             assert messaging_profile == "pubsub" and storage_profile == "local"
-            assert access_mode == "in-cluster"
+            assert access_mode == "nodeport"
             assert geocube_images["server"] == "registry.example/server:9"
         """
     )
     result = run(
-        pytester, "--geocube-messaging=pubsub", "--access-mode", "in-cluster",
+        pytester, "--geocube-messaging=pubsub", "--access-mode", "nodeport",
         "--geocube-images-server", "registry.example/server:9",
     )  # fmt: skip
     result.assert_outcomes(passed=1)
