@@ -4,6 +4,7 @@
     geocube-acceptance run [PYTEST ARGS...]              the acceptance suites (suites/ unless paths are given)
     geocube-acceptance report RUN_DIR ...                regenerate a run's reports (reports.cli)
     geocube-acceptance gc [--dry-run] [--run-id ID]      delete this suite's expired namespaces
+    geocube-acceptance runner-image                      build the in-cluster runner's image (OCI archive)
     geocube-acceptance --version                         the installed version
 
 Exit status of run (and of plain pytest on the suites) and of report: the run's verdict.
@@ -79,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "report": lambda rest: _delegate("reports.cli", "report", rest),
         "run": run,
         "gc": gc,
+        "runner-image": runner_image,
     }
     handler = handlers.get(args[0])
     if handler is None:
@@ -197,6 +199,30 @@ def gc(rest: list[str]) -> int:
     for error in collected.errors:
         print(f"gc: failed: {error}", file=sys.stderr)
     return 1 if collected.errors else 0
+
+
+def runner_image(rest: list[str]) -> int:
+    """Build the image that runs the suites inside a cluster (--access-mode in-cluster) and say how to use it."""
+    parser = argparse.ArgumentParser(prog="geocube-acceptance runner-image", description=runner_image.__doc__)
+    parser.parse_args(rest)
+    from fixtures.runner_image import RunnerImageError, build_runner_image
+    from geocube_stack.errors import StackError
+    from localcluster.images import ImageBuildError
+
+    try:
+        image = build_runner_image()
+    except (RunnerImageError, StackError, ImageBuildError) as err:
+        print(f"runner-image: {err}", file=sys.stderr)
+        return 1
+    tag = image.ref.rsplit(":", 1)[1]
+    print(f"image:       {image.ref} ({image.size / 1e6:.0f} MB, manifest {image.manifest_digest})")
+    print(f"OCI archive: {image.archive}")
+    print(f"push it:     skopeo copy oci-archive:{image.archive} docker://REGISTRY/geocube-acceptance-runner:{tag}")
+    print(
+        "then:        geocube-acceptance run --kubeconfig FILE --access-mode in-cluster "
+        f"--geocube-runner-image REGISTRY/geocube-acceptance-runner:{tag}"
+    )
+    return 0
 
 
 def _connect(kubeconfig: Path | None, context: str | None) -> KubeClient | None:
