@@ -21,8 +21,9 @@ need the embedded cluster's build machinery unless the suites ask for it.
 
 The suites and the reference manifests ship in the wheel (``geocube_acceptance.locations``): ``run``
 works from any directory. Outside a checkout it gives pytest the packaged configuration
-(``acceptance.ini``, the checkout's ``[tool.pytest.ini_options]``) and the current directory as rootdir,
-so that the reports (``reports/runs/``) and pytest's cache land there, never in site-packages.
+(``acceptance.ini``, the checkout's ``[tool.pytest.ini_options]``) and roots the run where the suites are
+installed, so that node ids read ``suites/<area>/...`` as in a checkout; the reports (``reports/runs/``) and
+pytest's cache land in the current directory, never in site-packages.
 """
 
 from __future__ import annotations
@@ -125,17 +126,25 @@ class _RunProgram:
 
 
 def _packaged_config(args: Sequence[str]) -> list[str]:
-    """Outside a checkout: the packaged pytest configuration and the current directory as rootdir.
+    """Outside a checkout: the packaged pytest configuration, and a rootdir chosen rather than guessed.
 
-    The wheel has no pyproject.toml, and pytest would otherwise take the rootdir (where the reports and its
-    cache go) from the installed suites' folder and any configuration file above it.
+    The wheel has no pyproject.toml, and pytest would otherwise take the rootdir from the installed suites'
+    folder and any configuration file above it. A run of the suites is rooted at the installed folder (stable
+    node ids), a run of other paths at the current directory.
     """
     if locations.checkout() is not None:
         return []
     given = {arg.split("=", 1)[0] for arg in args}
     packaged = [] if given & {"-c", "--config-file"} else ["-c", str(locations.ACCEPTANCE_INI)]
-    rooted = [] if "--rootdir" in given else ["--rootdir", str(Path.cwd())]
-    return [*packaged, *rooted]
+    if "--rootdir" in given:
+        return packaged
+    paths = [Path(args[i].split("::")[0]).resolve() for i in range(len(args)) if _is_test_path(args, i)]
+    if all(path == SUITES or SUITES in path.parents for path in paths):
+        # Rooted where the suites are installed: node ids read suites/<area>/... as in a checkout. Nothing is
+        # written there: reports go to the current directory (locations.output_base), and so does pytest's cache.
+        cache = [] if "no:cacheprovider" in args else ["-o", f"cache_dir={Path.cwd() / '.pytest_cache'}"]
+        return [*packaged, "--rootdir", str(locations.ROOT), *cache]
+    return [*packaged, "--rootdir", str(Path.cwd())]
 
 
 def _is_test_path(args: Sequence[str], index: int) -> bool:

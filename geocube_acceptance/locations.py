@@ -31,3 +31,15 @@ def checkout() -> Path | None:
     if pyproject.is_file() and 'name = "geocube-acceptance"' in pyproject.read_text(encoding="utf-8"):
         return ROOT
     return None
+
+
+def output_base(rootpath: Path, invocation_dir: Path) -> Path:
+    """Where a run's outputs (reports, caches) go by default: the rootdir, unless it is the installed package folder.
+
+    Outside a checkout the suites' run is rooted at the installed folder, so that node ids read
+    ``suites/<area>/test_x.py::...`` as in a checkout (history and baselines compare across both); nothing is
+    ever written there: the outputs go to the directory the run was started from.
+    """
+    if checkout() is None and rootpath.resolve() == ROOT:
+        return invocation_dir
+    return rootpath

@@ -23,6 +23,7 @@ from typing import Any, NoReturn, TextIO
 import pytest
 from _pytest._code.code import TerminalRepr  # the type pytest expects of a report's longrepr
 
+from geocube_acceptance.locations import output_base
 from reports import console
 from reports.defects import DefectWitness
 from reports.evidence import Evidence
@@ -117,7 +118,7 @@ def resolve_settings(config: pytest.Config) -> ReportSettings:
         ini_dir = config.inipath.parent if config.inipath else config.rootpath
         base, source = ini_dir / ini, f"ini {INI_REPORT_DIR}"
     else:
-        base, source = config.rootpath / DEFAULT_REPORT_DIR, "default"
+        base, source = output_base(config.rootpath, invocation_dir) / DEFAULT_REPORT_DIR, "default"
     run_id = config.getoption("geocube_run_id")
     if run_id:
         try:

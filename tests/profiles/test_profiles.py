@@ -94,6 +94,8 @@ def test_the_in_cluster_access_mode_runs_the_suites_as_a_job_and_collects_the_re
     cluster = record["inventory"]["cluster"]
     assert (cluster["context"], cluster["why"]) == ("in-cluster", "default: in a pod, its service account (as kubectl)")
     assert (tmp_path / "reports" / "access-incluster" / "report.html").is_file()
+    # The pod runs the installed wheel outside any checkout: node ids still read as in a checkout.
+    assert all(t["nodeid"].startswith("suites/") for t in record["tests"]), [t["nodeid"] for t in record["tests"]]
     from fixtures.labels import RUN_ID_LABEL
     from tests.suite_runs import embedded_kube
 

@@ -113,7 +113,7 @@ def test_every_subcommand_has_its_own_help(subcommand: str, tmp_path: Path) -> N
 
 
 # --------------------------------------------------------------------------------------------------
-# Outside a checkout: the packaged pytest configuration, the current directory as rootdir
+# Outside a checkout: the packaged pytest configuration, a chosen rootdir, outputs in the current directory
 # --------------------------------------------------------------------------------------------------
 
 
@@ -123,10 +123,20 @@ def test_outside_a_checkout_run_uses_the_packaged_configuration(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(locations, "checkout", lambda: None)
     ini = str(locations.ACCEPTANCE_INI)
-    assert cli._packaged_config(["-x"]) == ["-c", ini, "--rootdir", str(tmp_path)]
+    # The suites: rooted where they are installed (node ids suites/<area>/... as in a checkout), cache here.
+    suites = str(locations.suites_dir() / "database")
+    rooted = ["--rootdir", str(locations.ROOT), "-o", f"cache_dir={tmp_path / '.pytest_cache'}"]
+    assert cli._packaged_config([suites, "-x"]) == ["-c", ini, *rooted]
+    assert cli._packaged_config(["--config-file=mine.ini", suites]) == rooted
+    assert cli._packaged_config([suites, "-p", "no:cacheprovider"]) == ["-c", ini, *rooted[:2]]
+    # Other checks: rooted here.
+    (tmp_path / "test_mine.py").write_text("")
+    assert cli._packaged_config(["test_mine.py"]) == ["-c", ini, "--rootdir", str(tmp_path)]
     assert cli._packaged_config(["-c", "mine.ini", "--rootdir=/r"]) == []  # the user's choices win
-    assert cli._packaged_config(["--config-file=mine.ini"]) == ["--rootdir", str(tmp_path)]
     assert locations.checkout() is None
+    # Outputs never go to the installed folder.
+    assert locations.output_base(locations.ROOT, tmp_path) == tmp_path
+    assert locations.output_base(tmp_path / "elsewhere", tmp_path) == tmp_path / "elsewhere"
 
 
 def test_in_a_checkout_run_uses_pyproject() -> None:
