@@ -136,3 +136,20 @@ def test_the_plugin_stops_with_one_message_and_applies_nothing(pytester: pytest.
     assert result.ret == Verdict.ERROR.exit_code  # a session error is a result: verdict ERROR
     result.stdout.fnmatch_lines(["*context 'missing' is not in kubeconfig*Fix: pass --context NAME*"])
     assert time.monotonic() - started < 10
+
+
+def test_kubeconfig_env_at_a_closed_port_fails_fast_naming_that_file(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KUBECONFIG selects the cluster (no --kubeconfig): a closed port is one error naming the file, in seconds."""
+    path = kubeconfig(tmp_path, free_port())
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    pytester.makepyfile("def test_needs_cluster(kube_client):\n    pass\n")
+    started = time.monotonic()
+    result = pytester.runpytest_subprocess("-p", "fixtures.plugin", "-p", "no:asyncio")
+    assert result.ret == Verdict.ERROR.exit_code
+    result.stdout.fnmatch_lines([f"*kubeconfig  *= {path}  [[]env KUBECONFIG]*"])
+    result.stdout.fnmatch_lines(
+        [f"*Kubernetes API server of context 'only' (server https://127.0.0.1:*, kubeconfig {path}) is unreachable*"]
+    )
+    assert time.monotonic() - started < 15
