@@ -5,7 +5,6 @@ from __future__ import annotations
 import configparser
 import importlib.metadata
 import os
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -172,33 +171,19 @@ def test_the_default_manifests_are_the_shipped_ones() -> None:
 # The wheel
 # --------------------------------------------------------------------------------------------------
 
-_SOURCES = ("fixtures", "reports", "localcluster", "geocube_stack", "geocube_acceptance", "suites", "manifests")
-
 
 def test_the_wheel_holds_the_suites_the_manifests_and_the_data_files(tmp_path: Path) -> None:
     """Built from a clean copy of the sources: every data file the tool reads is in the wheel, no self-test is."""
     pytest.importorskip("setuptools", minversion="68")  # requirements-dev.lock pins it
+    from fixtures.runner_image import PACKAGES, build_wheel
+
+    wheel = build_wheel(ROOT, tmp_path)  # the one the in-cluster runner image installs
     source = tmp_path / "src"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(ROOT / name, source / name)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "runs", "*.egg-info")
-    for package in _SOURCES:
-        shutil.copytree(ROOT / package, source / package, ignore=ignore)
-    built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), "."],
-        cwd=source,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert built.returncode == 0, built.stdout + built.stderr
-    [wheel] = tmp_path.glob("geocube_acceptance-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
 
     expected = {
         path.relative_to(source).as_posix()
-        for package in _SOURCES
+        for package in PACKAGES
         for path in (source / package).rglob("*")
         if path.is_file() and "build" not in path.relative_to(source).parts
     }
