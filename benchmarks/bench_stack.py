@@ -8,8 +8,9 @@
 * ``--cold-images``: every image built into a fresh layer/image cache (the shared Debian base layer
   included), then the same calls again (warm: cache hits).
 * ``--deploy``: for each ``messaging-storage`` pair (default ``pgqueue-local pubsub-local``), import the
-  images into the embedded cluster, then ``--repeat`` times: fresh namespace, first apply → every
-  workload ready (the issue's target is ≤ 90 s warm), delete the namespace.
+  images into the embedded cluster, then ``--repeat`` times, through the suites' own deploy path
+  (``fixtures.stack``): fresh namespace, first apply → every workload ready (the issue's target is
+  ≤ 90 s warm), delete the namespace.
 """
 
 from __future__ import annotations
@@ -24,10 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from geocube_stack import deploy
 from geocube_stack.gobuild import StackBinaries, build_stack_binaries
-from geocube_stack.images import build_stack_images, import_stack_images
-from geocube_stack.params import render_params
+from geocube_stack.images import build_stack_images
 
 
 def line(label: str, seconds: float, extra: str = "") -> None:
@@ -78,40 +77,46 @@ def bench_images(binaries: StackBinaries, cold: bool) -> None:
 
 
 def bench_deploy(pairs: list[str], repeat: int) -> None:
-    from localcluster.cluster import EmbeddedCluster, ensure_running
+    """The suites' own deploy path (fixtures.stack): render, apply, wait until ready, delete the namespace."""
+    from fixtures.cluster_client import connect
+    from fixtures.config import resolve
+    from fixtures.embedded import build_and_import_images, embedded_kubeconfig, remove_storage_dir
+    from fixtures.namespace import DisposableNamespace, namespace_name
+    from fixtures.stack import StackDeployer, render_stack, stack_parameters
 
-    ensure_running(progress=lambda message: print(f"[cluster] {message}", flush=True))
-    cluster = EmbeddedCluster()
-    images = build_stack_images()
+    kube = connect(embedded_kubeconfig(lambda message: print(f"[cluster] {message}", flush=True)), None)
     started = time.monotonic()
-    imported = import_stack_images(images, str(cluster.layout.containerd_socket))
-    line(
-        "import images into containerd",
-        time.monotonic() - started,
-        " ".join(f"{k}={v:.0f}s" for k, v in imported.items()),
-    )
-    storage_root = Path("/var/lib/geocube-acceptance/stack-storage")
-    for pair in pairs:
-        messaging, storage = pair.split("-", 1)
-        for attempt in range(1, repeat + 1):
-            namespace = deploy.new_namespace_name(f"bench-{messaging}-{storage}")
-            storage_dir = storage_root / namespace
-            try:
-                params = render_params(messaging, storage, images=images.params(), local_host_path=str(storage_dir))
-                deploy.create_namespace(cluster, namespace)
-                deployment = deploy.deploy(cluster, namespace, messaging, storage, params)
-                ready = deploy.wait_ready(deployment, timeout=900)
-                slowest = max(ready, key=lambda k: ready[k])
-                line(
-                    f"{pair} #{attempt}: first apply → all ready",
-                    deployment.seconds_to_ready,
-                    f"slowest {slowest}; " + " ".join(f"{k.split('/')[1]}={v:.0f}" for k, v in sorted(ready.items())),
+    images = build_and_import_images(lambda message: None)
+    line("build (cached) and import images", time.monotonic() - started)
+    scratch = Path(tempfile.mkdtemp(prefix="bench-stack-deploy-"))
+    try:
+        for pair in pairs:
+            messaging, storage = pair.split("-", 1)
+            settings = resolve(
+                {"geocube_messaging": messaging, "geocube_storage": storage, "geocube_run_id": "bench"},
+                {},
+                base_dir=scratch,
+            )
+            for attempt in range(1, repeat + 1):
+                name = namespace_name("bench")
+                namespace = DisposableNamespace(kube, name, run_id="bench", ttl=3600, delete_timeout=300)
+                params = stack_parameters(
+                    settings, images, settings.messaging, settings.storage, namespace=name, embedded=True
                 )
-            finally:
-                started = time.monotonic()
-                deploy.delete_namespace(cluster, namespace)
-                shutil.rmtree(storage_dir, ignore_errors=True)
-                line(f"{pair} #{attempt}: namespace deletion", time.monotonic() - started)
+                rendered = render_stack(settings, name, params)
+                namespace.create()
+                try:
+                    started = time.monotonic()
+                    stack = StackDeployer(kube, settings).deploy(name, rendered, params, diagnostics_dir=scratch)
+                    line(f"{pair} #{attempt}: first apply → all ready", time.monotonic() - started, str(stack.startup))
+                finally:
+                    started = time.monotonic()
+                    namespace.delete()
+                    remove_storage_dir(name)
+                    line(f"{pair} #{attempt}: namespace deletion", time.monotonic() - started)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        kube.close()
 
 
 def main() -> int:

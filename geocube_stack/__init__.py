@@ -8,8 +8,10 @@ Public surface (everything else is private to the package):
   :func:`~geocube_stack.images.import_stack_images`;
 * :mod:`geocube_stack.params` — :func:`~geocube_stack.params.render_params`, :data:`~geocube_stack.params.PARAMETERS`,
   :func:`~geocube_stack.params.template_dirs`;
-* :mod:`geocube_stack.protos` — :func:`~geocube_stack.protos.ensure_stubs`;
-* :mod:`geocube_stack.deploy` — a minimal deploy helper for the package's own self-tests.
+* :mod:`geocube_stack.protos` — :func:`~geocube_stack.protos.ensure_stubs`.
+
+Rendering, applying and waiting are the suites' framework's (``fixtures.render``, ``fixtures.stack``): one
+deploy path for the suites, the self-tests and the benchmarks.
 
 PYTEST_DONT_REWRITE: the pytest11 entry point makes pytest mark every top-level package of this
 distribution for assertion rewriting; one imported before (a self-test, the command) would warn

@@ -1,6 +1,7 @@
 """The manifests without a cluster: every placeholder documented, every profile pair renders cleanly.
 
-Needs the Go toolchain and module proxy once (Geocube's SQL comes from the Go module cache).
+Rendered by the suites' own renderer (``fixtures.render``, as ``fixtures.stack`` does for every run). Needs the
+Go toolchain and module proxy once (Geocube's SQL comes from the Go module cache).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from fixtures.render import RESERVED_PARAMETERS, known_parameters, load_templates, profile_dirs, render
 from geocube_stack.images import IMAGE_PARAMS
 from geocube_stack.params import (
     MANIFESTS_DIR,
@@ -20,25 +22,32 @@ from geocube_stack.params import (
     STORAGE_PROFILES,
     parameters_for,
     render_params,
-    template_dirs,
 )
-from geocube_stack.render import placeholders, render_profile, template_files
 
 pytestmark = pytest.mark.skipif(
     shutil.which("go") is None and not Path("/usr/local/go/bin/go").exists(),
     reason="needs the Go toolchain to read Geocube's SQL from the Go module cache",
 )
 PAIRS = [(m, s) for m in MESSAGING_PROFILES for s in STORAGE_PROFILES]
+NAMESPACE = "ns-test"
 IMAGES = {name: f"localhost/geocube-acceptance/{name.lower()}:test" for name in IMAGE_PARAMS.values()}
 
 
-def _render(messaging: str, storage: str) -> tuple[dict[str, str], list[dict[str, Any]]]:
+def _rendered(messaging: str, storage: str) -> tuple[dict[str, str], set[str], list[dict[str, Any]]]:
+    """The parameters, the ones the templates used, and the objects in apply order."""
     params = render_params(messaging, storage, images=IMAGES, local_host_path="/srv/geocube")
-    return params, list(render_profile(messaging, storage, params).objects)
+    templates = load_templates(MANIFESTS_DIR, profile_dirs(MANIFESTS_DIR, messaging, storage))
+    result = render(templates, params, namespace=NAMESPACE, labels={"run": "x"})
+    return params, set(result.used) - RESERVED_PARAMETERS, [dict(m.body) for m in result.objects]
+
+
+def _render(messaging: str, storage: str) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    params, _, objects = _rendered(messaging, storage)
+    return params, objects
 
 
 def test_every_placeholder_is_documented_once() -> None:
-    used = placeholders(p for p in MANIFESTS_DIR.rglob("*.yaml"))
+    used = known_parameters(MANIFESTS_DIR)
     documented = {p.name for p in PARAMETERS}
     assert len(documented) == len(PARAMETERS), "a parameter is documented twice in PARAMETERS"
     assert set(used) == documented, (
@@ -53,7 +62,7 @@ def test_every_placeholder_is_documented_once() -> None:
 
 @pytest.mark.parametrize(("messaging", "storage"), PAIRS)
 def test_profile_uses_exactly_its_parameters(messaging: str, storage: str) -> None:
-    used = set(placeholders(template_files(template_dirs(messaging, storage))))
+    _, used, _ = _rendered(messaging, storage)
     assert used == {p.name for p in parameters_for(messaging, storage)}
 
 
@@ -63,8 +72,11 @@ def test_renders_namespace_agnostic_valid_objects(messaging: str, storage: str) 
     names = {f"{o['kind']}/{o['metadata']['name']}" for o in objects}
     assert len(names) == len(objects), "an object is defined twice"
     for obj in objects:
-        assert "namespace" not in obj["metadata"], f"{obj['kind']}/{obj['metadata']['name']} names a namespace"
-        assert "default" not in str(obj).replace("defaultMode", ""), f"'default' hard-wired in {obj['metadata']}"
+        # The harness puts every namespaced object into the run's namespace: no template names one of its own.
+        assert obj["metadata"].get("namespace") in (None, NAMESPACE), f"{obj['metadata']} names a namespace"
+        assert "default" not in str(obj).replace("defaultMode", ""), (
+            f"'default' hard-wired in {obj['metadata']['name']}"
+        )
         if obj["kind"] == "Deployment":
             assert obj["apiVersion"] == "apps/v1"
             labels = obj["spec"]["template"]["metadata"]["labels"]
@@ -98,12 +110,3 @@ def test_workloads_get_their_profile(messaging: str, storage: str) -> None:
     assert ("CREATE TABLE pgq_jobs" in str(messaging_init)) == (messaging == "pgqueue")
     wrapper = by_name[("ReplicationController", "consolidater")]["spec"]["template"]["spec"]["containers"][0]
     assert "|| true" not in wrapper["args"][0] and "uuidgen" in wrapper["args"][0]
-
-
-@pytest.mark.parametrize(("messaging", "storage"), PAIRS)
-def test_the_suite_framework_renders_them(messaging: str, storage: str) -> None:
-    render = pytest.importorskip("fixtures.render")
-    params = render_params(messaging, storage, images=IMAGES, local_host_path="/srv/geocube")
-    templates = [t for d in template_dirs(messaging, storage) for t in render.load_templates(d)]
-    result = render.render(templates, params, namespace="ns-test", labels={"run": "x"})
-    assert {m.kind for m in result.objects} >= {"Deployment", "ReplicationController", "Secret", "ConfigMap"}
