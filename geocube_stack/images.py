@@ -74,21 +74,9 @@ class StackImages:
     def ref(self, key: str) -> str:
         return self.images[key].ref
 
-    def params(self) -> dict[str, str]:
-        """The image parameters of the manifests (``{{GEOCUBE_SERVER_IMAGE}}`` ...)."""
-        return {IMAGE_PARAMS[key]: image.ref for key, image in self.images.items()}
-
-
-# Short image key → the manifest parameter that names it.
-IMAGE_PARAMS = {
-    "postgis": "POSTGIS_IMAGE",
-    "pubsub-emulator": "PUBSUB_EMULATOR_IMAGE",
-    "server": "GEOCUBE_SERVER_IMAGE",
-    "consolidater": "CONSOLIDATER_IMAGE",
-    "autoscaler": "AUTOSCALER_IMAGE",
-    "gcs-emulator": "GCS_EMULATOR_IMAGE",
-    "toolbox": "TOOLBOX_IMAGE",
-}
+    def refs(self) -> dict[str, str]:
+        """Component → reference (``params.image_params`` makes the manifests' parameters of it)."""
+        return {key: image.ref for key, image in self.images.items()}
 
 
 def pubsub_emulator_version(home: Path = PUBSUB_EMULATOR_HOME) -> str:
@@ -208,21 +196,21 @@ def toolbox_spec() -> ImageSpec:
 
 
 def stack_specs(binaries: StackBinaries) -> dict[str, ImageSpec]:
-    """Every image of the stack by short name (see :data:`IMAGE_PARAMS`)."""
+    """Every image of the stack by component (the keys of :data:`geocube_stack.params.IMAGE_PARAMETERS`)."""
     return {
         "postgis": postgis_spec(),
-        "pubsub-emulator": pubsub_emulator_spec(),
+        "pubsub_emulator": pubsub_emulator_spec(),
         **geocube_specs(binaries),
-        "gcs-emulator": gcs_emulator_spec(binaries),
+        "gcs_emulator": gcs_emulator_spec(binaries),
         "toolbox": toolbox_spec(),
     }
 
 
 def stack_image_refs() -> dict[str, str]:
-    """The manifests' image parameters, known without building anything (specs only record binary paths)."""
+    """Component → the reference its image will have, known without building anything (specs record paths only)."""
     unbuilt = GoBinary("unbuilt", Path("/unbuilt"), "", "", cgo=False, seconds=0.0, cold_seconds=0.0)
     specs = stack_specs(StackBinaries(unbuilt, unbuilt, unbuilt, unbuilt))
-    return {IMAGE_PARAMS[key]: spec.ref for key, spec in specs.items()}
+    return {key: spec.ref for key, spec in specs.items()}
 
 
 def build_stack_images(

@@ -232,6 +232,24 @@ def sql_params(messaging: str, *, read: bool = True) -> dict[str, str]:
     return params
 
 
+# Component → the manifest parameter naming its image: the one table (the settings' --geocube-images-<component>
+# options, the built images' keys and the manifests' parameters all follow it).
+IMAGE_PARAMETERS: Mapping[str, str] = {
+    "postgis": "POSTGIS_IMAGE",
+    "pubsub_emulator": "PUBSUB_EMULATOR_IMAGE",
+    "server": "GEOCUBE_SERVER_IMAGE",
+    "consolidater": "CONSOLIDATER_IMAGE",
+    "autoscaler": "AUTOSCALER_IMAGE",
+    "gcs_emulator": "GCS_EMULATOR_IMAGE",
+    "toolbox": "TOOLBOX_IMAGE",
+}
+
+
+def image_params(images: Mapping[str, str]) -> dict[str, str]:
+    """Component → image becomes the manifests' image parameters (``GEOCUBE_SERVER_IMAGE`` ...)."""
+    return {IMAGE_PARAMETERS[component]: ref for component, ref in images.items()}
+
+
 # Where the guide's local storage lives on the shared volume (the same paths whatever backs the volume).
 LOCAL_STORAGE_URIS: Mapping[str, str] = {
     "INGESTION_STORAGE": f"{STORAGE_MOUNT}/ingestion",
@@ -314,7 +332,7 @@ def render_params(
     """A complete parameter set for one profile pair: exactly the parameters its templates use.
 
     ``images`` maps image parameters (``GEOCUBE_SERVER_IMAGE`` ...) to references, e.g.
-    ``StackImages.params()``. Passwords are random per call. ``overrides`` win over everything.
+    ``image_params(StackImages.refs())``. Passwords are random per call. ``overrides`` win over everything.
     """
     if storage == "local" and not (local_host_path or "STORAGE_VOLUME_SOURCE" in (overrides or {})):
         storage_params(storage, local_host_path=local_host_path)  # raises with the explanation
@@ -328,7 +346,7 @@ def render_params(
     if missing:
         raise StackError(
             f"no value for parameter(s) {missing} of profiles {messaging}/{storage}; "
-            "pass the image references (StackImages.params()) or overrides"
+            "pass the image references (image_params(StackImages.refs())) or overrides"
         )
     return {name: value for name, value in params.items() if name in wanted}
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from fixtures.render import RESERVED_PARAMETERS, known_parameters, load_templates, profile_dirs, render
-from geocube_stack.images import IMAGE_PARAMS
 from geocube_stack.params import (
+    IMAGE_PARAMETERS,
     MANIFESTS_DIR,
     MESSAGING_PROFILES,
     PARAMETERS,
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(
 )
 PAIRS = [(m, s) for m in MESSAGING_PROFILES for s in STORAGE_PROFILES]
 NAMESPACE = "ns-test"
-IMAGES = {name: f"localhost/geocube-acceptance/{name.lower()}:test" for name in IMAGE_PARAMS.values()}
+IMAGES = {name: f"localhost/geocube-acceptance/{name.lower()}:test" for name in IMAGE_PARAMETERS.values()}
 
 
 def _rendered(messaging: str, storage: str) -> tuple[dict[str, str], set[str], list[dict[str, Any]]]:
