@@ -19,14 +19,12 @@ configured proxy and is checked against GOSUMDB. The build record says when that
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +36,7 @@ from geocube_stack.module import (
     download_module,
     go_executable,
 )
+from localcluster.buildtools import locked
 from localcluster.paths import cache_dir
 
 FAKE_GCS_MODULE = "github.com/fsouza/fake-gcs-server"
@@ -134,7 +133,7 @@ def _install(
     if cached is not None:
         return _binaries(module, names, bin_dir, cgo, 0.0, cached)
     bin_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(record_path):
+    with locked(record_path):
         cached = _load_record(record_path, bin_dir, names)
         if cached is not None:
             return _binaries(module, names, bin_dir, cgo, 0.0, cached)
@@ -269,18 +268,6 @@ def _binaries(
         )
         for n in names
     )
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One build of a given artefact at a time, across processes."""
-    lock_path = path.with_name(path.name + ".lock")
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def main() -> int:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from geocube_stack.errors import ModuleError
+from localcluster import buildtools
 
 GEOCUBE_MODULE = "github.com/airbusgeo/geocube"
 GEOCUBE_VERSION = "v1.0.3"
@@ -52,16 +52,11 @@ class DownloadedModule:
 
 
 def go_executable() -> str:
-    """The ``go`` command: on PATH, else Go's default install location."""
-    found = shutil.which("go")
-    if found:
-        return found
-    if os.access("/usr/local/go/bin/go", os.X_OK):
-        return "/usr/local/go/bin/go"
-    raise ModuleError(
-        "the Go toolchain (go >= 1.22) is not on PATH nor in /usr/local/go/bin: install it from "
-        "https://go.dev/dl or `apt-get install golang-go`"
-    )
+    """The ``go`` command (localcluster.buildtools finds it, for every build of the project)."""
+    go = buildtools.go_executable()
+    if go is None:
+        raise ModuleError(buildtools.GO_MISSING)
+    return go
 
 
 @functools.cache

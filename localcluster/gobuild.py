@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from localcluster.buildtools import GO_MISSING, go_executable, locked
 from localcluster.errors import BuildError
 from localcluster.paths import cache_dir
 
@@ -75,9 +76,16 @@ def ensure_binaries(log: Path | None = None) -> BuiltBinaries:
     target = bin_dir_for_current_sources()
     if (target / "k8s").is_file():
         return BuiltBinaries(target, 0.0)
-    go = shutil.which("go")
+    with locked(target):
+        if (target / "k8s").is_file():  # built by another process while this one waited
+            return BuiltBinaries(target, 0.0)
+        return _build(target, log)
+
+
+def _build(target: Path, log: Path | None) -> BuiltBinaries:
+    go = go_executable()
     if go is None:
-        raise BuildError("the Go toolchain is not on PATH; install Go >= 1.24 (https://go.dev/dl) and retry")
+        raise BuildError(GO_MISSING)
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

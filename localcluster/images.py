@@ -21,7 +21,6 @@ Public surface: :class:`DebianBase`, :class:`ImageSpec`, :class:`BuiltImage`, :f
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import io
 import json
@@ -41,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from localcluster.buildtools import GO_MISSING, go_executable, locked
 from localcluster.paths import cache_dir
 
 _log = logging.getLogger(__name__)
@@ -256,7 +256,7 @@ def build_image(spec: ImageSpec, *, cache: Path | None = None) -> BuiltImage:
     if cached is not None:
         return cached
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(archive):
+    with locked(archive):
         cached = _load_built(meta_path, archive)
         if cached is not None:
             return cached
@@ -584,7 +584,7 @@ def _base_layer(base: DebianBase, root: Path) -> _Layer:
     if cached is not None:
         return cached
     layer_path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(layer_path):
+    with locked(layer_path):
         cached = _load_layer(layer_path)
         if cached is not None:
             return cached
@@ -611,7 +611,7 @@ def _packages_layer(base: DebianBase, base_layer: _Layer, wanted: Sequence[str],
     cached = _load_layer(layer_path)
     if cached is not None:
         return cached
-    with _locked(layer_path):
+    with locked(layer_path):
         cached = _load_layer(layer_path)
         if cached is not None:
             return cached
@@ -973,12 +973,9 @@ def _load_built(meta_path: Path, archive: Path) -> BuiltImage | None:
 
 
 def _build_pause_binary(root: Path) -> Path:
-    go = shutil.which("go") or ("/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK) else None)
+    go = go_executable()
     if go is None:
-        raise ImageBuildError(
-            "building the pause image needs the Go toolchain (go >= 1.22), which is not on PATH nor in "
-            "/usr/local/go/bin: install it from https://go.dev/dl or `apt-get install golang-go`"
-        )
+        raise ImageBuildError(f"building the pause image needs Go: {GO_MISSING}")
     env = {
         **os.environ,
         "CGO_ENABLED": "0",
@@ -1009,7 +1006,7 @@ def _build_pause_binary(root: Path) -> Path:
     if out.exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(out):
+    with locked(out):
         if out.exists():
             return out
         tmp = out.with_name("pause.tmp")
@@ -1077,19 +1074,6 @@ def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock next to ``path`` so concurrent builds of one artefact run once."""
-    lock_path = path.with_name(path.name + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager

@@ -7,8 +7,6 @@ Go toolchain and module proxy once (Geocube's SQL comes from the Go module cache
 from __future__ import annotations
 
 import re
-import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,9 +21,10 @@ from geocube_stack.params import (
     parameters_for,
     render_params,
 )
+from localcluster.buildtools import go_executable
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("go") is None and not Path("/usr/local/go/bin/go").exists(),
+    go_executable() is None,
     reason="needs the Go toolchain to read Geocube's SQL from the Go module cache",
 )
 PAIRS = [(m, s) for m in MESSAGING_PROFILES for s in STORAGE_PROFILES]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import signal
 import stat
 import subprocess
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 
 from localcluster import images
+from localcluster.buildtools import go_executable
 from localcluster.images import (
     PAUSE_IMAGE,
     BuiltImage,
@@ -27,7 +27,7 @@ from localcluster.images import (
     build_pause_image,
 )
 
-GO = shutil.which("go") or ("/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK) else None)
+GO = go_executable()
 needs_go = pytest.mark.skipif(GO is None, reason="the Go toolchain is not installed (go not on PATH)")
 
 
