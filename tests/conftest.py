@@ -7,6 +7,18 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.suite_runs import embedded_cluster_unavailable
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Self-tests marked ``cluster`` are skipped, with the reason, where the embedded cluster cannot run."""
+    reason = embedded_cluster_unavailable()
+    if reason is None:
+        return
+    for item in items:
+        if item.get_closest_marker("cluster") is not None:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
 
 @pytest.fixture(autouse=True, scope="session")
 def embedded_cluster_only() -> Iterator[None]:

@@ -31,10 +31,18 @@ def embedded_kube() -> Iterator[Any]:
         client.close()
 
 
+def embedded_cluster_unavailable() -> str | None:
+    """Why this process cannot run the embedded cluster, or None (root on Linux): the self-tests' one gate."""
+    if platform.system() != "Linux" or os.geteuid() != 0:
+        return f"needs the embedded cluster: root on Linux (this is uid {os.getuid()} on {platform.system()})"
+    return None
+
+
 def require_embedded_cluster() -> None:
     """Skip with the reason unless this process can run the embedded cluster (root on Linux)."""
-    if platform.system() != "Linux" or os.geteuid() != 0:
-        pytest.skip("deploys on the embedded cluster: root on Linux only")
+    reason = embedded_cluster_unavailable()
+    if reason:
+        pytest.skip(reason)
 
 
 def run_suites(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -12,15 +11,6 @@ from pathlib import Path
 import pytest
 
 from localcluster.cluster import EmbeddedCluster
-
-NEEDS_ROOT_LINUX = "the embedded cluster needs root on Linux"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if platform.system() != "Linux" or os.geteuid() != 0:
-        for item in items:
-            if "tests/cluster" in str(item.path):
-                item.add_marker(pytest.mark.skip(reason=NEEDS_ROOT_LINUX))
 
 
 @pytest.fixture(scope="session")

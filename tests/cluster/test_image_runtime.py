@@ -41,7 +41,6 @@ _MISSING = [
 pytestmark = [
     pytest.mark.cluster,
     pytest.mark.timeout(1800),
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: runs a private containerd and mmdebstrap --mode=root"),
     pytest.mark.skipif(
         bool(_MISSING), reason=f"missing on PATH: {', '.join(_MISSING)} (apt-get install containerd runc mmdebstrap)"
     ),
