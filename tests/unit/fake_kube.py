@@ -17,7 +17,7 @@ from kubernetes.dynamic.exceptions import ResourceNotFoundError
 class FakeClusterScoped:
     """The dynamic client's cluster-scoped resources, as far as apply, list by label and delete go.
 
-    No other fake in tests/unit serves the dynamic client (theirs are CoreV1Api's namespaces and pods).
+    No other fake in tests/unit serves the dynamic client.
     """
 
     def __init__(self, objects: dict[str, list[tuple[str, dict[str, str]]]], unserved: tuple[str, ...] = ()) -> None:
@@ -91,3 +91,36 @@ class FakeLeases:
 
     def list_lease_for_all_namespaces(self, label_selector: str, _request_timeout: float) -> Any:
         return SimpleNamespace(items=list(self.leases.values()))
+
+
+class FakeNamespaces:
+    """Just enough of CoreV1Api for namespaces: every call is recorded; a name ending in "gone" is NotFound."""
+
+    def __init__(self, namespaces: list[dict[str, Any]], create_fails: bool = False) -> None:
+        self.namespaces = namespaces
+        self.calls: list[tuple[str, str]] = []
+        self.create_fails = create_fails
+
+    def list_namespace(self, _request_timeout: float, label_selector: str = "") -> Any:
+        self.calls.append(("list", label_selector))
+        return SimpleNamespace(items=self.namespaces)
+
+    def delete_namespace(self, name: str, propagation_policy: str, _request_timeout: float) -> None:
+        self.calls.append(("delete", name))
+        if name.endswith("gone"):
+            raise ApiException(status=404, reason="Not Found")
+
+    def create_namespace(self, body: dict[str, Any], _request_timeout: float) -> None:
+        self.calls.append(("create", body["metadata"]["name"]))
+        if self.create_fails:
+            raise ApiException(status=500, reason="etcd timeout")
+
+
+def fake_kube(core: FakeNamespaces, leases: FakeLeases | None = None) -> Any:
+    return SimpleNamespace(
+        core=core,
+        coordination=leases or FakeLeases(),
+        dynamic=FakeClusterScoped({}),
+        to_dict=lambda item: item,
+        target=SimpleNamespace(describe=lambda: "fake"),
+    )

@@ -5,14 +5,14 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import ModuleType
 from typing import Any
 
 import pytest
 
 from fixtures.labels import EXPIRES_LABEL, MANAGED_BY_LABEL, RUN_ID_LABEL
 from geocube_acceptance import cli
-from tests.unit.fake_kube import FakeClusterScoped, FakeLeases
+from tests.unit.fake_kube import FakeNamespaces, fake_kube
 
 
 def fake_module(monkeypatch: pytest.MonkeyPatch, name: str, returns: int = 0) -> list[list[str]]:
@@ -122,57 +122,45 @@ def namespace(name: str, expires: datetime) -> dict[str, Any]:
     return {"metadata": {"name": name, "labels": labels}, "status": {"phase": "Active"}}
 
 
-class FakeCore:
-    def __init__(self) -> None:
-        now = datetime.now(UTC)
-        self.items = [
+@pytest.fixture
+def fake_cluster(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeNamespaces, list[tuple[Path | None, str | None]]]:
+    now = datetime.now(UTC)
+    core = FakeNamespaces(
+        [
             namespace("geocube-e2e-r1-old", now - timedelta(hours=2)),
             namespace("geocube-e2e-r1-new", now + timedelta(hours=2)),
         ]
-        self.deleted: list[str] = []
-
-    def list_namespace(self, _request_timeout: float, label_selector: str = "") -> Any:
-        return SimpleNamespace(items=self.items)
-
-    def delete_namespace(self, name: str, propagation_policy: str, _request_timeout: float) -> None:
-        self.deleted.append(name)
-
-
-@pytest.fixture
-def fake_cluster(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeCore, list[tuple[Path | None, str | None]]]:
-    core = FakeCore()
+    )
     targets: list[tuple[Path | None, str | None]] = []
 
     def connect(kubeconfig: Path | None, context: str | None) -> Any:
         targets.append((kubeconfig, context))
-        return SimpleNamespace(
-            core=core, coordination=FakeLeases(), dynamic=FakeClusterScoped({}), to_dict=lambda item: item
-        )
+        return fake_kube(core)
 
     monkeypatch.setattr(cli, "_connect", connect)
     return core, targets
 
 
 def test_gc_dry_run_lists_decisions_and_deletes_nothing(
-    fake_cluster: tuple[FakeCore, list[Any]], capsys: pytest.CaptureFixture[str], tmp_path: Path
+    fake_cluster: tuple[FakeNamespaces, list[Any]], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     core, targets = fake_cluster
     assert cli.main(["gc", "--dry-run", "--kubeconfig", str(tmp_path / "kc"), "--context", "ci"]) == 0
     out = capsys.readouterr().out
     assert "would delete geocube-e2e-r1-old  (expired 2h00m ago)" in out
     assert "kept         geocube-e2e-r1-new  (expires in 1h59m)" in out
-    assert core.deleted == []
+    assert [c for c in core.calls if c[0] == "delete"] == []
     assert targets == [(tmp_path / "kc", "ci")]
 
 
-def test_gc_deletes_expired_namespaces(fake_cluster: tuple[FakeCore, list[Any]]) -> None:
+def test_gc_deletes_expired_namespaces(fake_cluster: tuple[FakeNamespaces, list[Any]]) -> None:
     core, _ = fake_cluster
     assert cli.main(["gc"]) == 0
-    assert core.deleted == ["geocube-e2e-r1-old"]
+    assert [c for c in core.calls if c[0] == "delete"] == [("delete", "geocube-e2e-r1-old")]
 
 
 def test_gc_warns_about_an_unknown_variable_and_goes_on(
-    fake_cluster: tuple[FakeCore, list[Any]], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    fake_cluster: tuple[FakeNamespaces, list[Any]], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GEOCUBE_CONTXT", "typo")
     assert cli.main(["gc"]) == 0

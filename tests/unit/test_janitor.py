@@ -8,11 +8,9 @@ import sys
 import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 
 from fixtures.janitor import LABEL_SELECTOR, Decision, collect_garbage, select_expired
 from fixtures.labels import EXPIRES_LABEL, MANAGED_BY_LABEL, RUN_ID_LABEL
@@ -24,7 +22,7 @@ from fixtures.namespace import (
     namespace_name,
     owner_label_value,
 )
-from tests.unit.fake_kube import FakeClusterScoped, FakeLeases
+from tests.unit.fake_kube import FakeNamespaces, fake_kube
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 REPO = Path(__file__).resolve().parents[2]
@@ -159,41 +157,8 @@ def test_owner_label_values_are_valid(owner: str, label: str) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-class FakeCore:
-    """Just enough of CoreV1Api for namespaces."""
-
-    def __init__(self, namespaces: list[dict[str, Any]], create_fails: bool = False) -> None:
-        self.namespaces = namespaces
-        self.calls: list[tuple[str, str]] = []
-        self.create_fails = create_fails
-
-    def list_namespace(self, _request_timeout: float, label_selector: str = "") -> Any:
-        self.calls.append(("list", label_selector))
-        return SimpleNamespace(items=self.namespaces)
-
-    def delete_namespace(self, name: str, propagation_policy: str, _request_timeout: float) -> None:
-        self.calls.append(("delete", name))
-        if name.endswith("gone"):
-            raise ApiException(status=404, reason="Not Found")
-
-    def create_namespace(self, body: dict[str, Any], _request_timeout: float) -> None:
-        self.calls.append(("create", body["metadata"]["name"]))
-        if self.create_fails:
-            raise ApiException(status=500, reason="etcd timeout")
-
-
-def fake_kube(core: FakeCore, leases: FakeLeases | None = None) -> Any:
-    return SimpleNamespace(
-        core=core,
-        coordination=leases or FakeLeases(),
-        dynamic=FakeClusterScoped({}),
-        to_dict=lambda item: item,
-        target=SimpleNamespace(describe=lambda: "fake"),
-    )
-
-
 def test_gc_lists_by_label_and_deletes_only_expired_ones() -> None:
-    core = FakeCore([ns("geocube-e2e-old-1"), ns("geocube-e2e-new-1", expires=NOW + timedelta(days=1))])
+    core = FakeNamespaces([ns("geocube-e2e-old-1"), ns("geocube-e2e-new-1", expires=NOW + timedelta(days=1))])
     collected = collect_garbage(fake_kube(core), now=NOW)
     assert core.calls == [("list", LABEL_SELECTOR), ("delete", "geocube-e2e-old-1")]
     assert [d.delete for d in collected.decisions] == [True, False]
@@ -206,7 +171,7 @@ def test_gc_removes_the_local_stack_storage_of_what_it_deletes(monkeypatch: pyte
     monkeypatch.setattr(fixtures.embedded, "STORAGE_ROOT", tmp_path)
     for name in ("geocube-e2e-old-1", "geocube-e2e-new-1"):
         (tmp_path / name / "ingestion").mkdir(parents=True)
-    core = FakeCore([ns("geocube-e2e-old-1"), ns("geocube-e2e-new-1", expires=NOW + timedelta(days=1))])
+    core = FakeNamespaces([ns("geocube-e2e-old-1"), ns("geocube-e2e-new-1", expires=NOW + timedelta(days=1))])
     collect_garbage(fake_kube(core), now=NOW)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["geocube-e2e-new-1"], "only the collected one goes"
 
@@ -216,7 +181,7 @@ def test_gc_on_the_embedded_default_removes_storage_of_namespaces_that_are_gone(
 
     for name in ("geocube-e2e-gone-1", "geocube-e2e-new-1", "not-ours"):
         (fixtures.embedded.STORAGE_ROOT / name).mkdir()
-    core = FakeCore([ns("geocube-e2e-new-1", expires=NOW + timedelta(days=1))])
+    core = FakeNamespaces([ns("geocube-e2e-new-1", expires=NOW + timedelta(days=1))])
     assert collect_garbage(fake_kube(core), now=NOW).undone == []  # a user's cluster: this machine's dirs are not its
     collected = collect_garbage(fake_kube(core), now=NOW, local_storage=True)
     assert collected.undone == [
@@ -226,10 +191,10 @@ def test_gc_on_the_embedded_default_removes_storage_of_namespaces_that_are_gone(
 
 
 def test_gc_dry_run_deletes_nothing_and_not_found_is_success() -> None:
-    core = FakeCore([ns("geocube-e2e-old-1")])
+    core = FakeNamespaces([ns("geocube-e2e-old-1")])
     collect_garbage(fake_kube(core), now=NOW, dry_run=True)
     assert ("delete", "geocube-e2e-old-1") not in core.calls
-    gone = FakeCore([ns("geocube-e2e-old-gone")])
+    gone = FakeNamespaces([ns("geocube-e2e-old-gone")])
     assert collect_garbage(fake_kube(gone), now=NOW).errors == []
 
 
@@ -239,7 +204,7 @@ def test_gc_dry_run_deletes_nothing_and_not_found_is_success() -> None:
 
 
 def test_deletion_is_registered_before_the_namespace_is_created() -> None:
-    core = FakeCore([], create_fails=True)
+    core = FakeNamespaces([], create_fails=True)
     registry = CleanupRegistry()
     namespace = DisposableNamespace(fake_kube(core), "geocube-e2e-run1-abcde", run_id="run1", ttl=60,
                                     delete_timeout=1, registry=registry, owner="jane@h")  # fmt: skip
@@ -252,7 +217,7 @@ def test_deletion_is_registered_before_the_namespace_is_created() -> None:
 
 
 def test_kept_namespace_is_never_deleted() -> None:
-    core = FakeCore([])
+    core = FakeNamespaces([])
     registry = CleanupRegistry()
     namespace = DisposableNamespace(fake_kube(core), "geocube-e2e-run1-keep1", run_id="run1", ttl=60,
                                     delete_timeout=1, registry=registry, owner="jane@h")  # fmt: skip
