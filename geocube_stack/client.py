@@ -1,14 +1,16 @@
-"""A thin gRPC client for the stack's self-tests: ``Version`` and one real consolidation.
+"""A thin gRPC client for the checks: ``Version``, indexing, reading back with ``GetCube``, consolidating.
 
 The scenario is the one GEOCUBE.md lists: CreateAOI → CreateRecords → CreateVariable →
 InstantiateVariable → ConfigConsolidation → IndexDatasets → CreateLayout → Consolidate(async) → GetJob
-until ``DONE``. Names carry a caller-chosen suffix so several scenarios can share one catalog.
+until ``DONE``; and the user's read path, ``GetCube`` of the indexed (or consolidated) records on the
+inputs' own grid. Names carry a caller-chosen suffix so several scenarios can share one catalog.
 """
 
 from __future__ import annotations
 
 import re
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -50,15 +52,31 @@ class JobResult:
 
 @dataclass(frozen=True)
 class PreparedConsolidation:
-    """An indexed input and its layout, ready for Consolidate (names carry ``suffix``)."""
+    """Indexed inputs (one record each) and their layout, ready for Consolidate (names carry ``suffix``)."""
 
     suffix: str
     instance_id: str
-    record_id: str
+    record_ids: tuple[str, ...]
+
+    @property
+    def record_id(self) -> str:
+        """The first record (a single-input scenario has only that one)."""
+        return self.record_ids[0]
 
     @property
     def layout(self) -> str:
         return f"layout-{self.suffix}"
+
+
+@dataclass(frozen=True)
+class CubeImage:
+    """One image of a GetCube answer: the records it was made of, its shape and its raw pixels (or an error)."""
+
+    record_ids: tuple[str, ...]
+    shape: tuple[int, int, int]
+    dtype: str
+    data: bytes
+    error: str
 
 
 class GeocubeClient:
@@ -101,6 +119,20 @@ class GeocubeClient:
         cell_size: int = 256,
     ) -> PreparedConsolidation:
         """CreateAOI … CreateLayout: everything before Consolidate. IndexDatasets opens the input (GDAL)."""
+        return self.prepare_records(
+            container_uris=[container_uri], raster=raster, aoi_lonlat=aoi_lonlat, suffix=suffix, cell_size=cell_size
+        )
+
+    def prepare_records(
+        self,
+        *,
+        container_uris: list[str],
+        raster: Raster,
+        aoi_lonlat: tuple[float, float, float, float],
+        suffix: str,
+        cell_size: int = 256,
+    ) -> PreparedConsolidation:
+        """One record per input (a day apart), all indexed in one variable's instance, and one layout over them."""
         pb, t = self.pb, self.timeout
         lon0, lat0, lon1, lat1 = aoi_lonlat
         ring = [(lon0, lat0), (lon1, lat0), (lon1, lat1), (lon0, lat1), (lon0, lat0)]
@@ -112,9 +144,15 @@ class GeocubeClient:
             ]
         )
         aoi_id = self._create_aoi(aoi)
-        record = pb.records.NewRecord(name=f"record-{suffix}", aoi_id=aoi_id, tags={"source": "geocube-stack"})
-        record.time.FromSeconds(1_700_000_000)
-        record_id = self.geocube.CreateRecords(pb.records.CreateRecordsRequest(records=[record]), timeout=t).ids[0]
+        records = []
+        for index in range(len(container_uris)):
+            name = f"record-{suffix}" if index == 0 else f"record-{suffix}-{index}"
+            record = pb.records.NewRecord(name=name, aoi_id=aoi_id, tags={"source": "geocube-stack"})
+            record.time.FromSeconds(1_700_000_000 + 86_400 * index)
+            records.append(record)
+        record_ids = tuple(
+            str(i) for i in self.geocube.CreateRecords(pb.records.CreateRecordsRequest(records=records), timeout=t).ids
+        )
         dformat = pb.dataformat.DataFormat(dtype=pb.dataformat.DataFormat.UInt8, no_data=0, min_value=0, max_value=255)
         # One unnamed band: Geocube requires the list to be non-empty (names only for multi-band variables).
         variable = pb.variables.Variable(
@@ -134,17 +172,18 @@ class GeocubeClient:
         self.geocube.ConfigConsolidation(
             pb.operations.ConfigConsolidationRequest(variable_id=variable_id, consolidation_params=params), timeout=t
         )
-        dataset = pb.operations.Dataset(
-            record_id=record_id,
-            instance_id=instance_id,
-            bands=[1],
-            dformat=dformat,
-            real_min_value=0,
-            real_max_value=255,
-            exponent=1,
-        )
-        container = pb.operations.Container(uri=container_uri, managed=False, datasets=[dataset])
-        self.geocube.IndexDatasets(pb.operations.IndexDatasetsRequest(container=container), timeout=t)
+        for record_id, uri in zip(record_ids, container_uris, strict=True):
+            dataset = pb.operations.Dataset(
+                record_id=record_id,
+                instance_id=instance_id,
+                bands=[1],
+                dformat=dformat,
+                real_min_value=0,
+                real_max_value=255,
+                exponent=1,
+            )
+            container = pb.operations.Container(uri=uri, managed=False, datasets=[dataset])
+            self.geocube.IndexDatasets(pb.operations.IndexDatasetsRequest(container=container), timeout=t)
         block = min(256, cell_size)
         layout = pb.layouts.Layout(
             name=f"layout-{suffix}",
@@ -162,7 +201,46 @@ class GeocubeClient:
             interlacing_pattern=INTERLACING_PATTERN,
         )
         self.geocube.CreateLayout(pb.layouts.CreateLayoutRequest(layout=layout), timeout=t)
-        return PreparedConsolidation(suffix=suffix, instance_id=instance_id, record_id=record_id)
+        return PreparedConsolidation(suffix=suffix, instance_id=instance_id, record_ids=record_ids)
+
+    def get_cube(self, instance_id: str, record_ids: list[str], raster: Raster) -> list[CubeImage]:
+        """GetCube of each record on ``raster``'s own grid (CRS, geotransform, size), uncompressed, as users read."""
+        pb = self.pb
+        x0, y0 = raster.origin_x, raster.origin_y
+        request = pb.catalog.GetCubeRequest(
+            records=pb.records.RecordIdList(ids=record_ids),
+            instances_id=[instance_id],
+            crs=f"epsg:{raster.epsg}",
+            pix_to_crs=pb.layouts.GeoTransform(a=x0, b=raster.pixel_size, c=0, d=y0, e=0, f=-raster.pixel_size),
+            size=pb.layouts.Size(width=raster.width, height=raster.height),
+            compression_level=-3,
+            format=pb.catalog.Raw,
+            protocol_v11x=True,
+        )
+        images: list[CubeImage] = []
+        header: Any = None
+        parts: list[bytes] = []
+
+        def finish() -> None:
+            if header is None:
+                return
+            data = b"".join(parts)
+            if header.compression and data:
+                data = zlib.decompress(data, -15)  # raw DEFLATE (RFC 1951)
+            shape = (header.shape.dim1, header.shape.dim2, header.shape.dim3)
+            dtype = pb.dataformat.DataFormat.Dtype.Name(header.dtype)
+            records = tuple(str(r.id) for r in header.grouped_records.records)
+            images.append(CubeImage(records, shape, dtype, data, header.error))
+
+        for response in self.geocube.GetCube(request, timeout=max(self.timeout, 120)):
+            kind = response.WhichOneof("response")
+            if kind == "header":
+                finish()
+                header, parts = response.header, [response.header.data]
+            elif kind == "chunk" and response.chunk.data:
+                parts.append(response.chunk.data)
+        finish()
+        return images
 
     def start_consolidation(self, prepared: PreparedConsolidation) -> str:
         """Consolidate (asynchronous) what :meth:`prepare_consolidation` indexed; returns the job id."""
@@ -172,7 +250,7 @@ class GeocubeClient:
             instance_id=prepared.instance_id,
             layout_name=prepared.layout,
             execution_level=pb.operations.ExecutionAsynchronous,
-            records=pb.records.RecordIdList(ids=[prepared.record_id]),
+            records=pb.records.RecordIdList(ids=list(prepared.record_ids)),
         )
         return str(self.geocube.Consolidate(request, timeout=self.timeout).job_id)
 

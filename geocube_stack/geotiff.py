@@ -2,17 +2,19 @@
 
 :func:`write_geotiff` makes a single-band uint8 GeoTIFF (one strip, uncompressed) georeferenced
 in a projected EPSG CRS (ModelPixelScale + ModelTiepoint + GeoKeyDirectory), which GDAL reads.
-:func:`tiff_summary` reads the first IFD of a classic or BigTIFF file: enough to check that a
-consolidated output is a tiled (cloud-optimised) GeoTIFF of the expected size.
+:func:`tiff_ifds` reads every IFD of a classic or BigTIFF file (:func:`tiff_summary` the first one), and
+:func:`cog_problems` checks a consolidated output against the layout rules of a cloud-optimised GeoTIFF.
 """
 
 from __future__ import annotations
 
+import itertools
 import struct
 from dataclasses import dataclass
 
 _TYPES = {1: ("B", 1), 2: ("s", 1), 3: ("H", 2), 4: ("I", 4), 12: ("d", 8), 16: ("Q", 8)}
 TAG_NAMES = {
+    254: "NewSubfileType",
     256: "ImageWidth",
     257: "ImageLength",
     258: "BitsPerSample",
@@ -20,6 +22,9 @@ TAG_NAMES = {
     322: "TileWidth",
     323: "TileLength",
     277: "SamplesPerPixel",
+    273: "StripOffsets",
+    324: "TileOffsets",
+    325: "TileByteCounts",
     33550: "ModelPixelScale",
     33922: "ModelTiepoint",
     34735: "GeoKeyDirectory",
@@ -46,6 +51,15 @@ class Raster:
             self.origin_x + self.width * self.pixel_size,
             self.origin_y,
         )
+
+
+def pattern(raster: Raster, seed: int) -> bytes:
+    """Pixels in 1..255 (0 is the variable's no-data) that differ from one ``seed`` to the next at every pixel."""
+    return bytes(
+        1 + (x + 3 * y + 37 * seed) % 255 if seed % 2 == 0 else 1 + (7 * x + y + 37 * seed) % 255
+        for y in range(raster.height)
+        for x in range(raster.width)
+    )
 
 
 def write_geotiff(raster: Raster, pixels: bytes | None = None) -> bytes:
@@ -121,32 +135,108 @@ def write_geotiff(raster: Raster, pixels: bytes | None = None) -> bytes:
 
 def tiff_summary(data: bytes) -> dict[str, list[float] | list[int] | str]:
     """Named tags of the first IFD (see :data:`TAG_NAMES`); raises ValueError if ``data`` is no TIFF."""
+    return tiff_ifds(data)[0].tags
+
+
+@dataclass(frozen=True)
+class Ifd:
+    """One image file directory: where it is and its named tags."""
+
+    offset: int
+    tags: dict[str, list[float] | list[int] | str]
+
+    def number(self, tag: str, default: int = 0) -> int:
+        value = self.tags.get(tag)
+        return int(value[0]) if isinstance(value, list) and value else default
+
+    def numbers(self, tag: str) -> list[int]:
+        value = self.tags.get(tag)
+        return [int(v) for v in value] if isinstance(value, list) else []
+
+
+def tiff_ifds(data: bytes) -> list[Ifd]:
+    """Every IFD of a classic or BigTIFF file, in file-chain order; raises ValueError if ``data`` is no TIFF."""
     if data[:2] not in (b"II", b"MM"):
         raise ValueError(f"not a TIFF: starts with {data[:8]!r}")
     end = "<" if data[:2] == b"II" else ">"
     (version,) = struct.unpack(end + "H", data[2:4])
     if version == 42:
         (ifd,) = struct.unpack(end + "I", data[4:8])
-        count_fmt, entry_fmt, entry_size, inline = "H", "HHI", 12, 4
+        count_fmt, entry_fmt, entry_size, inline, offset_fmt = "H", "HHI", 12, 4, "I"
     elif version == 43:
         (ifd,) = struct.unpack(end + "Q", data[8:16])
-        count_fmt, entry_fmt, entry_size, inline = "Q", "HHQ", 20, 8
+        count_fmt, entry_fmt, entry_size, inline, offset_fmt = "Q", "HHQ", 20, 8, "Q"
     else:
         raise ValueError(f"not a TIFF: version {version}")
-    (count,) = struct.unpack_from(end + count_fmt, data, ifd)
-    pos = ifd + struct.calcsize(count_fmt)
-    found: dict[str, list[float] | list[int] | str] = {}
-    for _ in range(count):
-        tag, kind, n = struct.unpack_from(end + entry_fmt, data, pos)
-        value_pos = pos + struct.calcsize(entry_fmt)
-        pos += entry_size
-        if tag not in TAG_NAMES or kind not in _TYPES:
-            continue
-        fmt, size = _TYPES[kind]
-        if n * size > inline:
-            (value_pos,) = struct.unpack_from(end + ("I" if inline == 4 else "Q"), data, value_pos)
-        if kind == 2:
-            found[TAG_NAMES[tag]] = data[value_pos : value_pos + n].rstrip(b"\0").decode(errors="replace")
-        else:
-            found[TAG_NAMES[tag]] = list(struct.unpack_from(f"{end}{n}{fmt}", data, value_pos))
+    found: list[Ifd] = []
+    seen: set[int] = set()
+    while ifd and ifd not in seen and len(found) < 10_000:
+        seen.add(ifd)
+        (count,) = struct.unpack_from(end + count_fmt, data, ifd)
+        pos = ifd + struct.calcsize(count_fmt)
+        tags: dict[str, list[float] | list[int] | str] = {}
+        for _ in range(count):
+            tag, kind, n = struct.unpack_from(end + entry_fmt, data, pos)
+            value_pos = pos + struct.calcsize(entry_fmt)
+            pos += entry_size
+            if tag not in TAG_NAMES or kind not in _TYPES:
+                continue
+            fmt, size = _TYPES[kind]
+            if n * size > inline:
+                (value_pos,) = struct.unpack_from(end + offset_fmt, data, value_pos)
+            if kind == 2:
+                tags[TAG_NAMES[tag]] = data[value_pos : value_pos + n].rstrip(b"\0").decode(errors="replace")
+            else:
+                tags[TAG_NAMES[tag]] = list(struct.unpack_from(f"{end}{n}{fmt}", data, value_pos))
+        found.append(Ifd(ifd, tags))
+        (ifd,) = struct.unpack_from(end + offset_fmt, data, pos)
     return found
+
+
+def cog_problems(data: bytes) -> list[str]:
+    """Where ``data`` breaks the layout rules of a cloud-optimised GeoTIFF, if anywhere.
+
+    The rules are those of GDAL's COG validation (validate_cloud_optimized_geotiff) that range reads depend on.
+
+    A COG is read with HTTP range requests: every image (full resolution, overviews and, in Geocube's
+    multi-record COGs, the other records) is tiled; every IFD comes before the image data, so one read of the
+    file's head gives the whole structure; reduced-resolution images (NewSubfileType 1) get smaller; a
+    full-resolution image larger than 512 px on a side has overviews; and the tiles are all inside the file.
+    """
+    try:
+        ifds = tiff_ifds(data)
+    except (ValueError, struct.error) as err:
+        return [f"not a readable TIFF: {err}"]
+    problems: list[str] = []
+    first_tile = min((o for ifd in ifds for o in ifd.numbers("TileOffsets") if o), default=len(data))
+    for index, ifd in enumerate(ifds):
+        width, height = ifd.number("ImageWidth"), ifd.number("ImageLength")
+        what = f"image {index} ({width}x{height}, IFD at byte {ifd.offset})"
+        tile_w, tile_h = ifd.number("TileWidth"), ifd.number("TileLength")
+        offsets, counts = ifd.numbers("TileOffsets"), ifd.numbers("TileByteCounts")
+        if not tile_w or not tile_h or not offsets:
+            problems.append(f"{what} is not tiled (strips): a COG is tiled throughout")
+            continue
+        tiles = -(-width // tile_w) * -(-height // tile_h)
+        planes = max(1, ifd.number("SamplesPerPixel", 1))  # planar configuration: one set of tiles per sample
+        if len(offsets) not in (tiles, tiles * planes):
+            problems.append(f"{what} has {len(offsets)} tile offsets for {tiles} tiles of {tile_w}x{tile_h}")
+        outside = [i for i, (o, n) in enumerate(zip(offsets, counts, strict=False)) if o and o + n > len(data)]
+        if outside:
+            problems.append(f"{what}: tile {outside[0]} ends after the end of the file ({len(data)} bytes)")
+        if ifd.offset > first_tile:
+            problems.append(
+                f"{what}: its IFD comes after image data (first tile at byte {first_tile}): the structure cannot be "
+                "read from the head of the file"
+            )
+    full = [ifd for ifd in ifds if not ifd.number("NewSubfileType") & 1]
+    reduced = [ifd for ifd in ifds if ifd.number("NewSubfileType") & 1]
+    sizes = [ifd.number("ImageWidth") for ifd in reduced]
+    if any(later >= earlier for earlier, later in itertools.pairwise(sizes)) and len(full) == 1:
+        problems.append(f"overviews are not in decreasing size order: widths {sizes}")
+    if full and not reduced and max(full[0].number("ImageWidth"), full[0].number("ImageLength")) > 512:
+        problems.append(
+            f"the full-resolution image is {full[0].number('ImageWidth')}x{full[0].number('ImageLength')} and has no "
+            "overviews: a COG larger than 512 px on a side carries reduced-resolution images"
+        )
+    return problems

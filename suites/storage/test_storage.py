@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from typing import Any
 
+import grpc
 import pytest
 
 from fixtures.access import Storage
-from fixtures.checks import Consolidation, start_consolidation
+from fixtures.checks import AOI_LONLAT, Consolidation, input_raster, input_uri, start_consolidation
+from fixtures.config import Settings
 from fixtures.deployed import AutoscalerConfig, ServerConfig, read_container
 from fixtures.stack import Stack
-from geocube_stack.client import GeocubeClient
-from geocube_stack.geotiff import tiff_summary
+from geocube_stack.client import CubeImage, GeocubeClient, PreparedConsolidation
+from geocube_stack.errors import StackError
+from geocube_stack.geotiff import Raster, cog_problems, pattern, tiff_ifds, tiff_summary, write_geotiff
 from reports.defects import DefectWitness
 from suites.storage.consumers import paused_consumers
+from suites.storage.read_path import compare
 from suites.storage.sharing import sharing_problem
 
 pytestmark = pytest.mark.storage
@@ -77,9 +82,76 @@ def test_consolidation_writes_a_cog(
     pattern = re.compile(rf"^{re.escape(prefix)}[^/]+(?:/[^/]+)*/{re.escape(consolidation.instance_id)}/{UUID}\.tif$")
     misplaced = [w for w in written if not pattern.match(w)]
     assert not misplaced, f"files outside <layout>/<cell>/<instanceID>/<uuid>.tif: {misplaced}"
-    tags = tiff_summary(stack_storage.read(written[0]))
-    evidence.add("first file", {"uri": written[0], "tags": tags})
-    assert "TileWidth" in tags, f"{written[0]} is not a tiled (cloud-optimised) GeoTIFF: {tags}"
+    problems = {}
+    for uri in written:
+        data = stack_storage.read(uri)
+        found = cog_problems(data)
+        if found:
+            problems[uri] = found
+        evidence.add(f"file {uri.rsplit('/', 1)[-1]}", {"bytes": len(data), "images": len(tiff_ifds(data))})
+    evidence.add("first file's tags", tiff_summary(stack_storage.read(written[0])))
+    assert not problems, "consolidated files that are not cloud-optimised GeoTIFFs:\n" + "\n".join(
+        f"  {uri}: {'; '.join(found)}" for uri, found in problems.items()
+    )
+
+
+@pytest.mark.requirement("STO-READ-BACK")
+def test_indexed_records_read_back_pixel_identical(
+    geocube: GeocubeClient, stack_storage: Storage, deployed_server: ServerConfig, evidence: Any
+) -> None:
+    """Index two records of distinct pixels, read both with GetCube on their own grid, compare every pixel."""
+    raster = input_raster()
+    suffix = secrets.token_hex(4)
+    pixels = [pattern(raster, seed) for seed in range(2)]
+    prepared = _index(geocube, stack_storage, deployed_server, raster, suffix, pixels)
+    images = _read(geocube, prepared, raster)
+    results = compare(raster, _by_record(prepared, pixels), images)
+    evidence.add("GetCube", {"crs": f"epsg:{raster.epsg}", "size": f"{raster.width}x{raster.height}",
+                             "images": [{"records": list(i.record_ids), "shape": list(i.shape), "dtype": i.dtype,
+                                         "bytes": len(i.data), "error": i.error} for i in images]})  # fmt: skip
+    evidence.add("pixel-identical records", [r.record_id for r in results if r.problem is None])
+    problems = [f"record {r.record_id}: {r.problem}" for r in results if r.problem]
+    assert not problems, (
+        f"reading indexed data back with GetCube (instance {prepared.instance_id}, the inputs' own grid) does not "
+        "give the indexed pixels:\n  " + "\n  ".join(problems)
+    )
+
+
+@pytest.mark.requirement("STO-MULTI-RECORD")
+def test_two_records_consolidate_into_one_cell_and_read_back(
+    geocube: GeocubeClient,
+    stack_storage: Storage,
+    deployed_server: ServerConfig,
+    geocube_settings: Settings,
+    evidence: Any,
+    known_defects: DefectWitness,
+) -> None:
+    """The notebooks' consolidation: two records into one layout cell, then read back with GetCube."""
+    raster = input_raster()
+    suffix = secrets.token_hex(4)
+    pixels = [pattern(raster, seed) for seed in (2, 3)]
+    prepared = _index(geocube, stack_storage, deployed_server, raster, suffix, pixels)
+    job_id = geocube.start_consolidation(prepared)
+    evidence.add("job", job_id)
+    try:
+        job = geocube.wait_job(job_id, timeout=geocube_settings.timeouts.wait)
+    except StackError as err:
+        defect = known_defects.recognise(str(err))
+        if defect is not None:
+            evidence.add("known defect", defect.id)
+            return
+        pytest.fail(
+            f"consolidating records {list(prepared.record_ids)} into one cell of {prepared.layout} failed, and the "
+            f"job's log matches no entry of suites/known_defects.toml: {err}",
+            pytrace=False,
+        )
+    evidence.add("job states", list(job.states_seen))
+    images = _read(geocube, prepared, raster)
+    problems = [f"record {r.record_id}: {r.problem}" for r in compare(raster, _by_record(prepared, pixels), images)]
+    assert not problems, (
+        f"after consolidating {list(prepared.record_ids)} into one cell of {prepared.layout}, GetCube does not give "
+        "the indexed pixels:\n  " + "\n  ".join(problems)
+    )
 
 
 @pytest.mark.slow
@@ -122,6 +194,38 @@ def test_cancelling_writes_one_flag_per_pending_task(
         f"flags not named <jobID>_<taskID>: {flags}"
     )
     _assert_cancel_settled(job_id, states, logs, known_defects, evidence)
+
+
+def _index(
+    geocube: GeocubeClient, storage: Storage, server: ServerConfig, raster: Raster, suffix: str, pixels: list[bytes]
+) -> PreparedConsolidation:
+    """Store one GeoTIFF per pixel set where the server reads, and index each as a record of one instance."""
+    __tracebackhide__ = True
+    uris = []
+    for index, data in enumerate(pixels):
+        uri = input_uri(server, f"{suffix}-{index}")
+        storage.put(uri, write_geotiff(raster, data))
+        uris.append(uri)
+    try:
+        return geocube.prepare_records(container_uris=uris, raster=raster, aoi_lonlat=AOI_LONLAT, suffix=suffix)
+    except grpc.RpcError as err:
+        pytest.fail(f"indexing {uris} failed: {err.code().name}: {err.details()}", pytrace=False)
+
+
+def _read(geocube: GeocubeClient, prepared: PreparedConsolidation, raster: Raster) -> list[CubeImage]:
+    """GetCube of the prepared records on the inputs' own grid."""
+    __tracebackhide__ = True
+    try:
+        return geocube.get_cube(prepared.instance_id, list(prepared.record_ids), raster)
+    except grpc.RpcError as err:
+        pytest.fail(
+            f"GetCube of the indexed records {list(prepared.record_ids)} failed: {err.code().name}: {err.details()}",
+            pytrace=False,
+        )
+
+
+def _by_record(prepared: PreparedConsolidation, pixels: list[bytes]) -> dict[str, bytes]:
+    return dict(zip(prepared.record_ids, pixels, strict=True))
 
 
 def _assert_cancel_settled(

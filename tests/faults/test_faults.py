@@ -184,6 +184,20 @@ FAULTS = (
         (("base/apiserver.yaml", "- -cancelledJobs={{CANCELLED_JOBS_STORAGE}}", "- -cancelledJobs=/tmp/cancelled"),),
         {"STO-SHARED": "-cancelledJobs=/tmp/cancelled", "STO-CANCELLED-JOBS": "look under"},
     ),
+    # A server whose GDAL cannot read GeoTIFF: nothing users index can be read. The read-path check names
+    # GDAL's refusal; the consolidating checks cannot even index their input.
+    Fault(
+        "server-gdal-without-gtiff",
+        "storage",
+        (
+            (
+                "base/apiserver.yaml",
+                "            - name: GEOCUBE_WITH_GCS\n",
+                "            - {name: GDAL_SKIP, value: GTiff}\n            - name: GEOCUBE_WITH_GCS\n",
+            ),
+        ),
+        {"STO-READ-BACK": "indexing", "STO-MULTI-RECORD": "indexing", "STO-INGESTION": "", "STO-CANCELLED-JOBS": ""},
+    ),
     Fault(
         "storage-volume-not-shared",
         "storage",
