@@ -196,7 +196,10 @@ FAULTS = (
                 "            - {name: GDAL_SKIP, value: GTiff}\n            - name: GEOCUBE_WITH_GCS\n",
             ),
         ),
-        {"STO-READ-BACK": "indexing", "STO-MULTI-RECORD": "indexing", "STO-INGESTION": "", "STO-CANCELLED-JOBS": ""},
+        {
+            check: "not recognized as a supported file format"
+            for check in ("STO-READ-BACK", "STO-MULTI-RECORD", "STO-INGESTION", "STO-CANCELLED-JOBS")
+        },
     ),
     Fault(
         "storage-volume-not-shared",
