@@ -38,7 +38,7 @@ MIN_SECRET_LENGTH = 4
 _SECRET_PARTS = ("password", "passwd", "passphrase", "secret", "token", "credential")
 # ...or when one of its words *is* one of these, unless the next word says it only names one (keyName).
 _SECRET_WORDS = frozenset({"pwd", "key", "keys", "apikey", "apikeys", "privatekey", "accesskey"})
-_NAMING_WORDS = frozenset({"name", "names", "ref", "refs"})
+_NAMING_WORDS = frozenset({"name", "names", "ref", "refs", "directory"})  # GeoTIFF's GeoKeyDirectory
 # Words of a name: split at anything but letters and digits, and at camelCase humps (dbPassword, apiKey).
 _WORD_BOUNDARY = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
 
@@ -62,8 +62,8 @@ def is_secret_name(name: str) -> bool:
     """Whether a key, parameter, env var or option names a secret value.
 
     ``POSTGRES_PASSWORD``, ``PGPASSWORD``, ``db-pwd``, ``API_KEY``, ``apiKey``, ``SERVICE_ACCOUNT_KEY``,
-    ``client_secret``, ``--api-token`` are; ``keyName``, ``monkey``, ``passed_checks``, ``POSTGRES_USER``,
-    ``SERVER_IMAGE``, ``NAMESPACE`` are not.
+    ``client_secret``, ``--api-token`` are; ``keyName``, ``GeoKeyDirectory``, ``monkey``, ``passed_checks``,
+    ``POSTGRES_USER``, ``SERVER_IMAGE``, ``NAMESPACE`` are not.
     """
     words = [w.lower() for w in _WORD_BOUNDARY.split(name) if w]
     for index, word in enumerate(words):

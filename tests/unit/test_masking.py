@@ -34,6 +34,7 @@ pytest_plugins = ["pytester"]
         ("private_key", True),
         ("x-access-key", True),
         ("keyName", False),  # names a key, does not hold one
+        ("GeoKeyDirectory", False),  # a GeoTIFF tag (the georeferencing keys), no key
         ("monkey", False),
         ("passed_checks", False),  # "pass" alone is no secret word
         ("POSTGRES_USER", False),
