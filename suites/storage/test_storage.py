@@ -11,13 +11,13 @@ import grpc
 import pytest
 
 from fixtures.access import Storage
-from fixtures.checks import AOI_LONLAT, Consolidation, input_raster, input_uri, start_consolidation
+from fixtures.checks import AOI_LONLAT, Consolidation, input_raster, put_input, start_consolidation
 from fixtures.config import Settings
 from fixtures.deployed import AutoscalerConfig, ServerConfig, read_container
 from fixtures.stack import Stack
 from geocube_stack.client import CubeImage, GeocubeClient, PreparedConsolidation
 from geocube_stack.errors import StackError
-from geocube_stack.geotiff import Raster, cog_problems, pattern, tiff_ifds, tiff_summary, write_geotiff
+from geocube_stack.geotiff import Raster, cog_problems, pattern, tiff_ifds, tiff_summary
 from reports.defects import DefectWitness
 from suites.storage.consumers import paused_consumers
 from suites.storage.read_path import compare
@@ -204,11 +204,7 @@ def _index(
 ) -> PreparedConsolidation:
     """Store one GeoTIFF per pixel set where the server reads, and index each as a record of one instance."""
     __tracebackhide__ = True
-    uris = []
-    for index, data in enumerate(pixels):
-        uri = input_uri(server, f"{suffix}-{index}")
-        storage.put(uri, write_geotiff(raster, data))
-        uris.append(uri)
+    uris = [put_input(storage, server, f"{suffix}-{index}", data) for index, data in enumerate(pixels)]
     try:
         return geocube.prepare_records(container_uris=uris, raster=raster, aoi_lonlat=AOI_LONLAT, suffix=suffix)
     except grpc.RpcError as err:
