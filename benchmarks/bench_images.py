@@ -24,14 +24,8 @@ from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from localcluster.images import (
-    BuiltImage,
-    DebianBase,
-    ImageSpec,
-    build_image,
-    build_pause_image,
-    import_image,
-)
+from localcluster.image_spec import BuiltImage, DebianBase, ImageSpec
+from localcluster.images import build_image, build_pause_image, import_image
 from localcluster.paths import cache_dir
 
 T = TypeVar("T")

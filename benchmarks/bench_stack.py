@@ -82,7 +82,7 @@ def bench_deploy(pairs: list[str], repeat: int) -> None:
     from fixtures.config import resolve
     from fixtures.embedded import build_and_import_images, embedded_kubeconfig, remove_storage_dir
     from fixtures.namespace import DisposableNamespace, namespace_name
-    from fixtures.stack import StackDeployer, render_stack, stack_parameters
+    from fixtures.stack import StackChoice, StackDeployer, render_stack, stack_parameters
 
     kube = connect(embedded_kubeconfig(lambda message: print(f"[cluster] {message}", flush=True)), None)
     started = time.monotonic()
@@ -100,10 +100,9 @@ def bench_deploy(pairs: list[str], repeat: int) -> None:
             for attempt in range(1, repeat + 1):
                 name = namespace_name("bench")
                 namespace = DisposableNamespace(kube, name, run_id="bench", ttl=3600, delete_timeout=300)
-                params = stack_parameters(
-                    settings, images, settings.messaging, settings.storage, namespace=name, embedded=True
-                )
-                rendered = render_stack(settings, name, params)
+                choice = StackChoice.of(settings)
+                params = stack_parameters(settings, images, choice, namespace=name)
+                rendered = render_stack(settings, name, params, choice)
                 namespace.create()
                 try:
                     started = time.monotonic()

@@ -216,7 +216,7 @@ def runner_image(rest: list[str]) -> int:
     parser.parse_args(rest)
     from fixtures.runner_image import RunnerImageError, build_runner_image
     from geocube_stack.errors import StackError
-    from localcluster.images import ImageBuildError
+    from localcluster.image_spec import ImageBuildError
 
     try:
         image = build_runner_image()

@@ -40,17 +40,6 @@ INTERLACING_PATTERN = "Z=0>T>R>B;Z=1:>R>T>B"
 
 
 @dataclass(frozen=True)
-class JobResult:
-    """A finished job: its id, final state, the states seen on the way and its logs."""
-
-    job_id: str
-    state: str
-    states_seen: tuple[str, ...]
-    logs: tuple[str, ...]
-    seconds: float
-
-
-@dataclass(frozen=True)
 class PreparedConsolidation:
     """Indexed inputs (one record each) and their layout, ready for Consolidate (names carry ``suffix``)."""
 
@@ -66,6 +55,17 @@ class PreparedConsolidation:
     @property
     def layout(self) -> str:
         return f"layout-{self.suffix}"
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """A finished job: its id, final state, the states seen on the way and its logs."""
+
+    job_id: str
+    state: str
+    states_seen: tuple[str, ...]
+    logs: tuple[str, ...]
+    seconds: float
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,8 @@ from pathlib import Path
 from geocube_stack.errors import StackError
 from geocube_stack.gobuild import FAKE_GCS_VERSION, GoBinary, StackBinaries, build_stack_binaries
 from geocube_stack.module import GEOCUBE_VERSION
-from localcluster.images import BuiltImage, DebianBase, ImageSpec, build_image, import_image
+from localcluster.image_spec import BuiltImage, DebianBase, ImageSpec
+from localcluster.images import build_image, import_image
 
 Progress = Callable[[str], None]
 
@@ -135,39 +136,35 @@ def pubsub_emulator_spec(home: Path = PUBSUB_EMULATOR_HOME) -> ImageSpec:
 
 def geocube_specs(binaries: StackBinaries) -> dict[str, ImageSpec]:
     """server, consolidater and autoscaler images, binaries at ``/`` like upstream's Dockerfiles."""
-    labels = {_VERSION_LABEL: GEOCUBE_VERSION, _SOURCE_LABEL: "github.com/airbusgeo/geocube"}
-    tag = f"{GEOCUBE_VERSION}-{REVISION}"
     return {
-        "server": ImageSpec(
-            name="geocube-server",
-            tag=tag,
-            base=BASE,
-            packages=GEOCUBE_RUNTIME_PACKAGES,
-            files={"/server": binaries.server.path},
-            entrypoint=("/server",),
-            exposed_ports=("8080/tcp",),
-            labels=labels,
-        ),
+        "server": _geocube_spec("server", binaries.server, ports=("8080/tcp",)),
         # No entrypoint, like upstream: the install guide runs it through a `/bin/sh -c` wrapper.
-        "consolidater": ImageSpec(
-            name="geocube-consolidater",
-            tag=tag,
-            base=BASE,
-            packages=GEOCUBE_RUNTIME_PACKAGES,
-            files={"/consolidater": binaries.consolidater.path},
-            cmd=("/consolidater",),
-            exposed_ports=("9000/tcp",),
-            labels=labels,
-        ),
-        "autoscaler": ImageSpec(
-            name="geocube-autoscaler",
-            tag=tag,
-            base=BASE,
-            files={"/autoscaler": binaries.autoscaler.path},
-            entrypoint=("/autoscaler",),
-            labels=labels,
-        ),
+        "consolidater": _geocube_spec("consolidater", binaries.consolidater, ports=("9000/tcp",), entrypoint=False),
+        "autoscaler": _geocube_spec("autoscaler", binaries.autoscaler, packages=()),
     }
+
+
+def _geocube_spec(
+    component: str,
+    binary: GoBinary,
+    *,
+    packages: tuple[str, ...] = GEOCUBE_RUNTIME_PACKAGES,
+    ports: tuple[str, ...] = (),
+    entrypoint: bool = True,
+) -> ImageSpec:
+    """``binary`` at ``/<component>``, run as the entrypoint or (``entrypoint=False``) as the default command."""
+    path = f"/{component}"
+    return ImageSpec(
+        name=f"geocube-{component}",
+        tag=f"{GEOCUBE_VERSION}-{REVISION}",
+        base=BASE,
+        packages=packages,
+        files={path: binary.path},
+        entrypoint=(path,) if entrypoint else (),
+        cmd=() if entrypoint else (path,),
+        exposed_ports=ports,
+        labels={_VERSION_LABEL: GEOCUBE_VERSION, _SOURCE_LABEL: "github.com/airbusgeo/geocube"},
+    )
 
 
 def gcs_emulator_spec(binaries: StackBinaries) -> ImageSpec:

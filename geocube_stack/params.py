@@ -37,119 +37,91 @@ class Parameter:
     example: str
 
 
-PARAMETERS: tuple[Parameter, ...] = (
-    Parameter("IMAGE_PULL_POLICY", "base", "imagePullPolicy of every container", "IfNotPresent"),
-    Parameter(
-        "SERVICE_TYPE", "base", "type of the stack's Services (NodePort for --access-mode nodeport)", "ClusterIP"
+def _image(ref: str) -> str:
+    """An example image reference, as the image builder names them."""
+    return f"localhost/geocube-acceptance/{ref}"
+
+
+# name, meaning, example: one row per parameter, by the template directory that uses it.
+_PARAMETER_ROWS: Mapping[Scope, tuple[tuple[str, str, str], ...]] = {
+    "base": (
+        ("IMAGE_PULL_POLICY", "imagePullPolicy of every container", "IfNotPresent"),
+        ("SERVICE_TYPE", "type of the stack's Services (NodePort for --access-mode nodeport)", "ClusterIP"),
+        (
+            "POSTGIS_IMAGE",
+            "PostgreSQL with PostGIS 3 and the official postgres entrypoint contract",
+            _image("postgis:15-3-r1"),
+        ),
+        ("GEOCUBE_SERVER_IMAGE", "Geocube API server image (/server)", _image("geocube-server:v1.0.3-r1")),
+        (
+            "CONSOLIDATER_IMAGE",
+            "Geocube consolidater image (/consolidater, sh, uuidgen)",
+            _image("geocube-consolidater:v1.0.3-r1"),
+        ),
+        ("AUTOSCALER_IMAGE", "Geocube autoscaler image (/autoscaler)", _image("geocube-autoscaler:v1.0.3-r1")),
+        ("POSTGRES_USER", "database superuser that owns the catalog (runs the init scripts)", "postgres"),
+        ("POSTGRES_PASSWORD", "password of POSTGRES_USER", "(random)"),
+        ("DB_USER", "least-privilege role Geocube connects with (created at init; no DDL)", "apiserver"),
+        ("DB_PASSWORD", "password of DB_USER; URL-safe (it is part of the pgqueue connection URL)", "(random hex)"),
+        ("DB_HOST", "host[:port] of the database as Geocube sees it", "postgresql"),
+        ("DB_SSLMODE", "libpq sslmode for Geocube's connections (PGSSLMODE, pgqueue URL)", "disable"),
+        ("DATABASE_VOLUME_SOURCE", "volume source of the data directory, as YAML flow-mapping entries", "emptyDir: {}"),
+        (
+            "GEOCUBE_CREATE_SQL",
+            "content of Geocube's interface/database/pg/create.sql (read from the Go module cache)",
+            "(file content)",
+        ),
+        ("INGESTION_STORAGE", "-ingestionStorage: where consolidated COGs are written", "/geocube-storage/ingestion"),
+        ("CANCELLED_JOBS_STORAGE", "-cancelledJobs: where cancelled tasks are flagged", "/geocube-storage/cancelled"),
+        (
+            "STORAGE_VOLUME_SOURCE",
+            f"volume mounted at {STORAGE_MOUNT} in the server and every consolidater, as YAML flow-mapping "
+            "entries; must be one shared volume with local storage",
+            "hostPath: {path: /var/lib/geocube-storage, type: DirectoryOrCreate}",
+        ),
+        ("CONSOLIDATER_REPLICAS", "replicas of the consolidater RC (the autoscaler adds bare pods on top)", "0"),
+        ("AUTOSCALER_UPDATE", "autoscaler -update period", "30s"),
+        ("AUTOSCALER_STEP", "autoscaler -step (max pods added or removed per update)", "16"),
+        ("AUTOSCALER_MAX", "autoscaler -max (consolidater pods)", "256"),
+        ("DATABASE_CPU_REQUEST", "CPU request of the database", "100m"),
+        ("DATABASE_MEMORY_REQUEST", "memory request of the database", "256Mi"),
+        ("APISERVER_CPU_REQUEST", "CPU request of the API server", "100m"),
+        ("APISERVER_MEMORY_REQUEST", "memory request of the API server", "128Mi"),
+        ("CONSOLIDATER_CPU_REQUEST", "CPU request of each consolidater pod", "1900m"),
+        ("CONSOLIDATER_MEMORY_REQUEST", "memory request of each consolidater pod", "1500Mi"),
+        ("CONSOLIDATER_MEMORY_LIMIT", "memory limit of each consolidater pod", "4Gi"),
+        ("AUTOSCALER_CPU_REQUEST", "CPU request of the autoscaler", "1m"),
+        ("AUTOSCALER_MEMORY_REQUEST", "memory request of the autoscaler", "30Mi"),
     ),
-    Parameter(
-        "POSTGIS_IMAGE",
-        "base",
-        "PostgreSQL with PostGIS 3 and the official postgres entrypoint contract",
-        "localhost/geocube-acceptance/postgis:15-3-r1",
+    "pubsub": (
+        ("PUBSUB_PROJECT", "Pub/Sub project of the topics and subscriptions", "geocube-acceptance"),
+        ("PUBSUB_EMULATOR_IMAGE", "Pub/Sub emulator image (serves 0.0.0.0:8085)", _image("pubsub-emulator:0.8.20-r1")),
+        (
+            "TOOLBOX_IMAGE",
+            "image with sh and curl for the init Jobs (also used by gs)",
+            _image("geocube-toolbox:bookworm-r1"),
+        ),
+        ("PUBSUB_EMULATOR_CPU_REQUEST", "CPU request of the Pub/Sub emulator", "100m"),
+        ("PUBSUB_EMULATOR_MEMORY_REQUEST", "memory request of the Pub/Sub emulator", "256Mi"),
     ),
-    Parameter(
-        "GEOCUBE_SERVER_IMAGE",
-        "base",
-        "Geocube API server image (/server)",
-        "localhost/geocube-acceptance/geocube-server:v1.0.3-r1",
+    "pgqueue": (
+        (
+            "PGQUEUE_CREATE_TABLE_SQL",
+            "content of Geocube's interface/messaging/pgqueue/create_table.sql (Go module cache)",
+            "(file content)",
+        ),
     ),
-    Parameter(
-        "CONSOLIDATER_IMAGE",
-        "base",
-        "Geocube consolidater image (/consolidater, sh, uuidgen)",
-        "localhost/geocube-acceptance/geocube-consolidater:v1.0.3-r1",
+    "gs": (
+        ("GCS_EMULATOR_IMAGE", "fake-gcs-server image", _image("fake-gcs-server:v1.56.1-r1")),
+        ("GCS_BUCKET", "bucket created in the emulator for ingestion and cancelled jobs", "geocube"),
+        ("GCS_EMULATOR_CPU_REQUEST", "CPU request of the GCS emulator", "10m"),
+        ("GCS_EMULATOR_MEMORY_REQUEST", "memory request of the GCS emulator", "32Mi"),
     ),
-    Parameter(
-        "AUTOSCALER_IMAGE",
-        "base",
-        "Geocube autoscaler image (/autoscaler)",
-        "localhost/geocube-acceptance/geocube-autoscaler:v1.0.3-r1",
-    ),
-    Parameter("POSTGRES_USER", "base", "database superuser that owns the catalog (runs the init scripts)", "postgres"),
-    Parameter("POSTGRES_PASSWORD", "base", "password of POSTGRES_USER", "(random)"),
-    Parameter("DB_USER", "base", "least-privilege role Geocube connects with (created at init; no DDL)", "apiserver"),
-    Parameter(
-        "DB_PASSWORD",
-        "base",
-        "password of DB_USER; URL-safe (it is part of the pgqueue connection URL)",
-        "(random hex)",
-    ),
-    Parameter("DB_HOST", "base", "host[:port] of the database as Geocube sees it", "postgresql"),
-    Parameter("DB_SSLMODE", "base", "libpq sslmode for Geocube's connections (PGSSLMODE, pgqueue URL)", "disable"),
-    Parameter(
-        "DATABASE_VOLUME_SOURCE",
-        "base",
-        "volume source of the data directory, as YAML flow-mapping entries",
-        "emptyDir: {}",
-    ),
-    Parameter(
-        "GEOCUBE_CREATE_SQL",
-        "base",
-        "content of Geocube's interface/database/pg/create.sql (read from the Go module cache)",
-        "(file content)",
-    ),
-    Parameter(
-        "INGESTION_STORAGE",
-        "base",
-        "-ingestionStorage: where consolidated COGs are written",
-        "/geocube-storage/ingestion",
-    ),
-    Parameter(
-        "CANCELLED_JOBS_STORAGE",
-        "base",
-        "-cancelledJobs: where cancelled tasks are flagged",
-        "/geocube-storage/cancelled",
-    ),
-    Parameter(
-        "STORAGE_VOLUME_SOURCE",
-        "base",
-        f"volume mounted at {STORAGE_MOUNT} in the server and every consolidater, as YAML flow-mapping "
-        "entries; must be one shared volume with local storage",
-        "hostPath: {path: /var/lib/geocube-storage, type: DirectoryOrCreate}",
-    ),
-    Parameter(
-        "CONSOLIDATER_REPLICAS", "base", "replicas of the consolidater RC (the autoscaler adds bare pods on top)", "0"
-    ),
-    Parameter("AUTOSCALER_UPDATE", "base", "autoscaler -update period", "30s"),
-    Parameter("AUTOSCALER_STEP", "base", "autoscaler -step (max pods added or removed per update)", "16"),
-    Parameter("AUTOSCALER_MAX", "base", "autoscaler -max (consolidater pods)", "256"),
-    Parameter("DATABASE_CPU_REQUEST", "base", "CPU request of the database", "100m"),
-    Parameter("DATABASE_MEMORY_REQUEST", "base", "memory request of the database", "256Mi"),
-    Parameter("APISERVER_CPU_REQUEST", "base", "CPU request of the API server", "100m"),
-    Parameter("APISERVER_MEMORY_REQUEST", "base", "memory request of the API server", "128Mi"),
-    Parameter("CONSOLIDATER_CPU_REQUEST", "base", "CPU request of each consolidater pod", "1900m"),
-    Parameter("CONSOLIDATER_MEMORY_REQUEST", "base", "memory request of each consolidater pod", "1500Mi"),
-    Parameter("CONSOLIDATER_MEMORY_LIMIT", "base", "memory limit of each consolidater pod", "4Gi"),
-    Parameter("AUTOSCALER_CPU_REQUEST", "base", "CPU request of the autoscaler", "1m"),
-    Parameter("AUTOSCALER_MEMORY_REQUEST", "base", "memory request of the autoscaler", "30Mi"),
-    Parameter("PUBSUB_PROJECT", "pubsub", "Pub/Sub project of the topics and subscriptions", "geocube-acceptance"),
-    Parameter(
-        "PUBSUB_EMULATOR_IMAGE",
-        "pubsub",
-        "Pub/Sub emulator image (serves 0.0.0.0:8085)",
-        "localhost/geocube-acceptance/pubsub-emulator:0.8.20-r1",
-    ),
-    Parameter(
-        "TOOLBOX_IMAGE",
-        "pubsub",
-        "image with sh and curl for the init Jobs (also used by gs)",
-        "localhost/geocube-acceptance/geocube-toolbox:bookworm-r1",
-    ),
-    Parameter("PUBSUB_EMULATOR_CPU_REQUEST", "pubsub", "CPU request of the Pub/Sub emulator", "100m"),
-    Parameter("PUBSUB_EMULATOR_MEMORY_REQUEST", "pubsub", "memory request of the Pub/Sub emulator", "256Mi"),
-    Parameter(
-        "PGQUEUE_CREATE_TABLE_SQL",
-        "pgqueue",
-        "content of Geocube's interface/messaging/pgqueue/create_table.sql (Go module cache)",
-        "(file content)",
-    ),
-    Parameter(
-        "GCS_EMULATOR_IMAGE", "gs", "fake-gcs-server image", "localhost/geocube-acceptance/fake-gcs-server:v1.56.1-r1"
-    ),
-    Parameter("GCS_BUCKET", "gs", "bucket created in the emulator for ingestion and cancelled jobs", "geocube"),
-    Parameter("GCS_EMULATOR_CPU_REQUEST", "gs", "CPU request of the GCS emulator", "10m"),
-    Parameter("GCS_EMULATOR_MEMORY_REQUEST", "gs", "memory request of the GCS emulator", "32Mi"),
+}
+PARAMETERS: tuple[Parameter, ...] = tuple(
+    Parameter(name, scope, meaning, example)
+    for scope, rows in _PARAMETER_ROWS.items()
+    for name, meaning, example in rows
 )
 PARAMETER_NAMES = frozenset(p.name for p in PARAMETERS)
 

@@ -24,7 +24,8 @@ from localcluster import components as comp
 from localcluster import network, processes
 from localcluster.errors import ClusterError, StartupError
 from localcluster.gobuild import BuiltBinaries, ensure_binaries
-from localcluster.images import BuiltImage, build_pause_image, import_image
+from localcluster.image_spec import BuiltImage
+from localcluster.images import build_pause_image, import_image
 from localcluster.layout import BRIDGE, IPTABLES_EGRESS_CHAIN, NODE_IP, NODE_NAME, StateLayout, default_layout
 from localcluster.preflight import run_preflight
 

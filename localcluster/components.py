@@ -148,38 +148,38 @@ def apiserver_argv(layout: StateLayout, bins: BuiltBinaries) -> list[str]:
 
 
 def controller_manager_argv(layout: StateLayout, bins: BuiltBinaries) -> list[str]:
-    kubeconfig = _kubeconfig(layout, "controller-manager")
-    pki = layout.pki
-    return [
-        str(bins.path("kube-controller-manager")),
-        f"--kubeconfig={kubeconfig}",
-        f"--authentication-kubeconfig={kubeconfig}",
-        f"--authorization-kubeconfig={kubeconfig}",
-        "--bind-address=127.0.0.1",
-        "--leader-elect=false",
+    return _controller_argv(
+        layout,
+        bins,
+        "kube-controller-manager",
+        "controller-manager",
         "--use-service-account-credentials=true",
-        f"--root-ca-file={pki / 'ca.crt'}",
-        f"--service-account-private-key-file={pki / 'sa.key'}",
-        f"--cluster-signing-cert-file={pki / 'ca.crt'}",
-        f"--cluster-signing-key-file={pki / 'ca.key'}",
+        f"--root-ca-file={layout.pki / 'ca.crt'}",
+        f"--service-account-private-key-file={layout.pki / 'sa.key'}",
+        f"--cluster-signing-cert-file={layout.pki / 'ca.crt'}",
+        f"--cluster-signing-key-file={layout.pki / 'ca.key'}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         # Pod addresses come from host-local IPAM on our bridge, not from node CIDR allocation.
         "--allocate-node-cidrs=false",
         "--controllers=*,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
-        "--profiling=false",
-        "--v=1",
-    ]
+    )
 
 
 def scheduler_argv(layout: StateLayout, bins: BuiltBinaries) -> list[str]:
-    kubeconfig = _kubeconfig(layout, "scheduler")
+    return _controller_argv(layout, bins, "kube-scheduler", "scheduler")
+
+
+def _controller_argv(layout: StateLayout, bins: BuiltBinaries, binary: str, user: str, *flags: str) -> list[str]:
+    """A controller of the control plane: the API server's client as ``user``, single instance, loopback only."""
+    kubeconfig = _kubeconfig(layout, user)
     return [
-        str(bins.path("kube-scheduler")),
+        str(bins.path(binary)),
         f"--kubeconfig={kubeconfig}",
         f"--authentication-kubeconfig={kubeconfig}",
         f"--authorization-kubeconfig={kubeconfig}",
         "--bind-address=127.0.0.1",
         "--leader-elect=false",
+        *flags,
         "--profiling=false",
         "--v=1",
     ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 from localcluster.paths import state_dir
 
@@ -42,47 +43,42 @@ ETCD_CLIENT_URL = "http://127.0.0.1:23790"
 API_SERVER_URL = f"https://{NODE_IP}:6443"
 
 
+class _InRoot:
+    """A path of the state, ``parts`` below the layout's root."""
+
+    def __init__(self, *parts: str) -> None:
+        self.parts = parts
+
+    @overload
+    def __get__(self, layout: None, owner: type[object]) -> _InRoot: ...
+    @overload
+    def __get__(self, layout: StateLayout, owner: type[object]) -> Path: ...
+    def __get__(self, layout: StateLayout | None, owner: type[object]) -> _InRoot | Path:
+        return self if layout is None else layout.root.joinpath(*self.parts)
+
+
 @dataclass(frozen=True)
 class StateLayout:
     """Every path of one embedded cluster's state, derived from its root."""
 
     root: Path
 
-    @property
-    def pki(self) -> Path:
-        return self.root / "pki"
-
-    @property
-    def kubeconfigs(self) -> Path:
-        return self.root / "kubeconfig"
+    pki = _InRoot("pki")
+    kubeconfigs = _InRoot("kubeconfig")
+    config = _InRoot("config")
+    logs = _InRoot("logs")
+    pids = _InRoot("pids")
+    etcd_data = _InRoot("etcd")
+    kubelet_root = _InRoot("kubelet")
+    containerd_root = _InRoot("containerd")
+    cni_conf_dir = _InRoot("cni", "net.d")
+    cni_ipam_dir = _InRoot("cni", "ipam")
+    # Sysctl values found before ``up`` changed them, restored by ``down``.
+    host_settings = _InRoot("host-settings.json")
 
     @property
     def admin_kubeconfig(self) -> Path:
         return self.kubeconfigs / "admin.kubeconfig"
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def pids(self) -> Path:
-        return self.root / "pids"
-
-    @property
-    def etcd_data(self) -> Path:
-        return self.root / "etcd"
-
-    @property
-    def kubelet_root(self) -> Path:
-        return self.root / "kubelet"
-
-    @property
-    def containerd_root(self) -> Path:
-        return self.root / "containerd"
 
     @property
     def containerd_state(self) -> Path:
@@ -93,19 +89,6 @@ class StateLayout:
     @property
     def containerd_socket(self) -> Path:
         return self.containerd_state / "containerd.sock"
-
-    @property
-    def cni_conf_dir(self) -> Path:
-        return self.root / "cni" / "net.d"
-
-    @property
-    def cni_ipam_dir(self) -> Path:
-        return self.root / "cni" / "ipam"
-
-    @property
-    def host_settings(self) -> Path:
-        """Sysctl values found before ``up`` changed them, restored by ``down``."""
-        return self.root / "host-settings.json"
 
 
 def default_layout() -> StateLayout:

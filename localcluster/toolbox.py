@@ -7,7 +7,8 @@ base layer with every other Debian image the project builds.
 from __future__ import annotations
 
 from localcluster.cluster import EmbeddedCluster
-from localcluster.images import DebianBase, ImageSpec, build_image, import_image
+from localcluster.image_spec import DebianBase, ImageSpec
+from localcluster.images import build_image, import_image
 
 TOOLBOX = ImageSpec(
     name="toolbox",

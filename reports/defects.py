@@ -22,8 +22,10 @@ class RegisterError(ValueError):
     """The register file is missing or malformed; the message names the file, the entry and the fix."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DefectEntry:
+    """One entry of the register, as read from the file (keywords only: five of its fields are strings)."""
+
     id: str
     title: str
     requirement: str

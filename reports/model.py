@@ -176,28 +176,30 @@ class RunPhase:
 
 
 @dataclass
+class SignOff:
+    approver: str
+    comment: str
+    timestamp: str
+    verdict: Verdict
+
+
+@dataclass
 class KnownDefect:
     """A register entry of a known defect of the system under test, and what this run saw of it."""
 
     id: str
     title: str
     requirement_id: str
-    observed: bool
     expected: bool
     """The register says it occurs on this run's version and profile."""
-    evidence: str | None = None
-    nodeid: str | None = None
+    observed: bool
+    # The register's own words...
     reference: str = ""
     affects: str = ""
     explanation: str = ""
-
-
-@dataclass
-class SignOff:
-    approver: str
-    comment: str
-    timestamp: str
-    verdict: Verdict
+    # ...then what the run saw: the evidence, and the check that observed it (or ran without observing it).
+    evidence: str | None = None
+    nodeid: str | None = None
 
 
 @dataclass

@@ -92,9 +92,11 @@ class PhaseReport:
 
 @dataclass
 class _AttemptState:
-    phases: dict[str, str] = field(default_factory=dict)
-    duration: float = 0.0
+    """One execution of a test as its phase reports arrive: when it started, how long it took, what it showed."""
+
     start: float | None = None
+    duration: float = 0.0
+    phases: dict[str, str] = field(default_factory=dict)
     message: str | None = None
     longrepr: str | None = None
     skip_reason: str | None = None

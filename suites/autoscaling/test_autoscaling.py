@@ -173,11 +173,7 @@ def test_autoscaler_is_configured_for_this_stack(
 @pytest.mark.requirement("AS-SCALE-UP-DOWN")
 @pytest.mark.usefixtures("pgqueue_backlog")
 def test_autoscaler_follows_the_backlog(
-    deployed_stack: Stack,
-    configured_autoscaler: AutoscalerConfig,
-    deployed_server: ServerConfig,
-    database: Database,
-    evidence: Any,
+    deployed_stack: Stack, configured_autoscaler: AutoscalerConfig, database: Database, evidence: Any
 ) -> None:
     config = configured_autoscaler
     size = backlog_size(config)

@@ -49,6 +49,23 @@ def web_pod(name: str, image: str, labels: dict[str, str] | None = None) -> dict
     }
 
 
+def controller(
+    api_version: str, kind: str, name: str, image: str, *, replicas: int, selector: dict[str, object]
+) -> dict[str, object]:
+    """A ``kind`` named ``name`` keeping ``replicas`` copies of ``web_pod(name, image)``, found by ``selector``."""
+    pod = web_pod(name, image)
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": selector,
+            "template": {"metadata": pod["metadata"], "spec": pod["spec"]},
+        },
+    }
+
+
 def apply(kubectl: Kubectl, namespace: str, *objects: dict[str, object]) -> None:
     kubectl("apply", "-n", namespace, "-f", "-", input_text=yaml.safe_dump_all(objects))
 
@@ -72,17 +89,9 @@ def test_node_is_ready(kubectl: Kubectl) -> None:
 def test_deployment_creates_replicaset_and_pod_from_local_image(
     kubectl: Kubectl, namespace: str, toolbox_image: str
 ) -> None:
-    pod = web_pod("web", toolbox_image)
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "web"},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": pod["metadata"], "spec": pod["spec"]},
-        },
-    }
+    deployment = controller(
+        "apps/v1", "Deployment", "web", toolbox_image, replicas=1, selector={"matchLabels": {"app": "web"}}
+    )
     apply(kubectl, namespace, deployment)
     kubectl("rollout", "status", "-n", namespace, "deployment/web", "--timeout=90s")
     replicasets = json.loads(kubectl("get", "rs", "-n", namespace, "-o", "json"))["items"]
@@ -94,17 +103,7 @@ def test_deployment_creates_replicaset_and_pod_from_local_image(
 
 
 def test_replicationcontroller_creates_pods(kubectl: Kubectl, namespace: str, toolbox_image: str) -> None:
-    pod = web_pod("rc", toolbox_image)
-    rc = {
-        "apiVersion": "v1",
-        "kind": "ReplicationController",
-        "metadata": {"name": "rc"},
-        "spec": {
-            "replicas": 2,
-            "selector": {"app": "rc"},
-            "template": {"metadata": pod["metadata"], "spec": pod["spec"]},
-        },
-    }
+    rc = controller("v1", "ReplicationController", "rc", toolbox_image, replicas=2, selector={"app": "rc"})
     apply(kubectl, namespace, rc)
     kubectl("wait", "-n", namespace, "--for=jsonpath={.status.readyReplicas}=2", "rc/rc", "--timeout=90s")
     pods = json.loads(kubectl("get", "pods", "-n", namespace, "-l", "app=rc", "-o", "json"))["items"]

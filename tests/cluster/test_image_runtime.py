@@ -21,18 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from localcluster import images
-from localcluster.images import (
-    PAUSE_IMAGE,
-    BuiltImage,
-    DebianBase,
-    ImageSpec,
-    build_image,
-    build_pause_image,
-    image_digest,
-    image_present,
-    import_image,
-)
+from localcluster import layer_tar, oci_archive, rootfs_tree
+from localcluster.image_spec import BuiltImage, DebianBase, ImageSpec
+from localcluster.images import PAUSE_IMAGE, build_image, build_pause_image, image_digest, image_present, import_image
 
 _MISSING = [
     tool for tool in ("containerd", "containerd-shim-runc-v2", "ctr", "runc", "mmdebstrap") if not shutil.which(tool)
@@ -281,13 +272,13 @@ def test_whiteouts_and_type_changes_apply_in_containerd(containerd: PrivateConta
     (upper_root / "data").symlink_to("etc")
     (upper_root / "etc" / "added").write_text("added\n")
 
-    lower_nodes = images._scan_tree(lower_root)
-    first = images._write_layer(images._rootfs_items(lower_nodes, lower_nodes, ()), tmp_path / "lower.tar")
-    upper_nodes = images._scan_tree(upper_root)
-    write, whiteouts = images._diff(images._rootfs_index(lower_nodes), images._rootfs_index(upper_nodes))
-    second = images._write_layer(images._rootfs_items(upper_nodes, write, whiteouts), tmp_path / "upper.tar")
+    lower_nodes = rootfs_tree.scan_tree(lower_root)
+    first = layer_tar.write_layer(layer_tar.rootfs_items(lower_nodes, lower_nodes, ()), tmp_path / "lower.tar")
+    upper_nodes = rootfs_tree.scan_tree(upper_root)
+    write, whiteouts = rootfs_tree.diff(rootfs_tree.rootfs_index(lower_nodes), rootfs_tree.rootfs_index(upper_nodes))
+    second = layer_tar.write_layer(layer_tar.rootfs_items(upper_nodes, write, whiteouts), tmp_path / "upper.tar")
     spec = ImageSpec(name="selftest-whiteout", tag="1", files={"/unused": b""})
-    image = images._write_archive(spec, [first, second], ["lower", "diff"], tmp_path / "image.tar")
+    image = oci_archive.write_archive(spec, [first, second], ["lower", "diff"], tmp_path / "image.tar")
     import_image(image, containerd.address, NAMESPACE)
 
     target = tmp_path / "mnt"

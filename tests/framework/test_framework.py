@@ -152,3 +152,43 @@ def test_keep_on_failure_keeps_the_namespace(kube: Any, tmp_path: Path) -> None:
     finally:
         for name in kept:
             kube.core.delete_namespace(name, _request_timeout=15)
+
+
+CHOSEN_BY_CONFTEST = """\
+import pytest
+
+@pytest.fixture(scope="session")
+def messaging_profile():
+    return "pgqueue"  # the settings say pubsub (--messaging pubsub): the deploy must follow this fixture
+"""
+
+CHECK_THE_CHOICE = """\
+def test_the_deploy_follows_the_fixture(deployed_stack):
+    names = {m.name for m in deployed_stack.rendered.objects}
+    listed = deployed_stack.kube.core.list_namespaced_config_map(deployed_stack.namespace)
+    live = {c.metadata.name for c in listed.items}
+    assert "chosen-pgqueue" in names and "chosen-pgqueue" in live, (names, live)
+    assert "chosen-pubsub" not in names | live, (names, live)
+"""
+
+
+def test_a_conftest_overriding_a_decision_fixture_changes_what_is_deployed(kube: Any, tmp_path: Path) -> None:
+    """A user's conftest.py returning pgqueue from ``messaging_profile`` deploys the pgqueue templates."""
+    from localcluster.images import PAUSE_IMAGE
+
+    project(tmp_path, PAUSE_IMAGE)
+    manifests = tmp_path / "manifests"
+    (manifests / "base").mkdir()
+    (manifests / "sleeper.yaml").rename(manifests / "base" / "sleeper.yaml")
+    for folder in ("messaging/pgqueue", "messaging/pubsub", "storage/local"):
+        (manifests / folder).mkdir(parents=True)
+    for choice in ("pgqueue", "pubsub"):
+        config_map = f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: chosen-{choice}}}\ndata: {{a: b}}\n"
+        (manifests / "messaging" / choice / "chosen.yaml").write_text(config_map)
+    (tmp_path / "conftest.py").write_text(CHOSEN_BY_CONFTEST)
+    (tmp_path / "test_check.py").write_text(CHECK_THE_CHOICE)
+    run_id = new_run_id("decide")
+    process = start(tmp_path, run_id, "pass", "--messaging", "pubsub", "--storage", "local")
+    output, _ = process.communicate(timeout=400)
+    assert process.returncode == 0, output[-3000:]
+    assert wait_gone(kube, run_id, timeout=60) == []

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import textwrap
 from dataclasses import asdict
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from reports.model import Requirement
+
+# Inner runs load only the report plugin (no framework): pytest-asyncio warns about its unset loop scope at
+# configure time, which the outer filterwarnings=error would turn into a crash of the inner run.
+PLUGIN_ARGS = ("-p", "reports.plugin", "-p", "no:asyncio", "-p", "no:cacheprovider")
 
 _AREAS = {"DB": "database", "MSG": "messaging", "AS": "autoscaling", "STO": "storage", "PLAT": "platform"}
 
@@ -48,3 +56,35 @@ def with_catalogue(
         """
     )
     return catalogue
+
+
+def check(
+    name: str,
+    requirement: str,
+    *body: str,
+    title: str | None = None,
+    area: str | None = None,
+    prerequisite: str | None = None,
+    args: str = "",
+) -> str:
+    """The source of one check of a fake suite: ``def name(args):`` running ``body`` (a statement a line; ``pass``
+    without any), marked as verifying ``requirement`` (described by ``title``), of ``area`` and building on
+    ``prerequisite`` where given.
+    """
+    marks = [f"@pytest.mark.{area}"] if area else []
+    if prerequisite:
+        marks.append(f"@pytest.mark.prerequisite({prerequisite!r})")
+    marker_args = ", ".join(repr(arg) for arg in (requirement, title) if arg is not None)
+    statements = [f"    {statement}" for statement in body or ("pass",)]
+    return "\n".join([*marks, f"@pytest.mark.requirement({marker_args})", f"def {name}({args}):", *statements])
+
+
+def module(*parts: str) -> str:
+    """A fake suite's test module: ``import pytest``, then ``parts`` (imports, fixtures, checks) a blank line apart."""
+    return "\n\n".join(textwrap.dedent(part).strip() for part in ("import pytest", *parts)) + "\n"
+
+
+def load(run_dir: Path) -> dict[str, Any]:
+    """The run record (``run.json``) a run wrote in ``run_dir``."""
+    data: dict[str, Any] = json.loads((run_dir / "run.json").read_text())
+    return data

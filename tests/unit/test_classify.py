@@ -234,29 +234,23 @@ def test_controller_failures(condition: dict[str, Any], reason: str) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
+def rolled_out(observed_generation: int) -> dict[str, Any]:
+    """A Deployment of generation 2 with its one replica updated and available, its controller having seen
+    ``observed_generation``."""
+    return {
+        "kind": "Deployment",
+        "metadata": {"generation": 2},
+        "spec": {"replicas": 1},
+        "status": {"observedGeneration": observed_generation, "updatedReplicas": 1, "availableReplicas": 1},
+    }
+
+
 @pytest.mark.parametrize(
     ("obj", "ready", "text"),
     [
-        (
-            {
-                "kind": "Deployment",
-                "metadata": {"generation": 2},
-                "spec": {"replicas": 1},
-                "status": {"observedGeneration": 2, "updatedReplicas": 1, "availableReplicas": 1},
-            },
-            True,
-            "1/1 availableReplicas",
-        ),
-        (
-            {
-                "kind": "Deployment",
-                "metadata": {"generation": 2},
-                "spec": {"replicas": 1},
-                "status": {"observedGeneration": 1, "updatedReplicas": 1, "availableReplicas": 1},
-            },
-            False,
-            "1/1 availableReplicas",
-        ),
+        (rolled_out(observed_generation=2), True, "1/1 availableReplicas"),
+        # The controller has not observed generation 2 yet: its replica counts may be the previous spec's.
+        (rolled_out(observed_generation=1), False, "1/1 availableReplicas"),
         (
             {"kind": "Deployment", "metadata": {"generation": 1}, "spec": {}, "status": {"observedGeneration": 1}},
             False,

@@ -15,9 +15,9 @@ from fixtures.config import (
     Storage,
     parse_duration,
     resolve,
-    toml_key_lines,
 )
 from fixtures.errors import ConfigError
+from fixtures.setting_sources import toml_key_lines
 from geocube_acceptance import locations
 
 pytest_plugins = ["pytester"]
@@ -336,12 +336,18 @@ def test_fixture_sees_the_resolved_settings(pytester: pytest.Pytester, monkeypat
     result.assert_outcomes(passed=1)
 
 
-def test_bad_profile_is_one_usage_error(pytester: pytest.Pytester) -> None:
-    path = pytester.path / "bad.toml"
-    path.write_text('storage = "s3"\n', encoding="utf-8")
+def run_with_profile(pytester: pytest.Pytester, name: str, text: str) -> tuple[Path, pytest.RunResult]:
+    """An inner run with the profile ``text``: it must end as a usage error."""
+    path = pytester.path / name
+    path.write_text(text, encoding="utf-8")
     pytester.makepyfile("def test_nothing(): pass")
     result = run(pytester, "--geocube-profile", str(path))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
+    return path, result
+
+
+def test_bad_profile_is_one_usage_error(pytester: pytest.Pytester) -> None:
+    path, result = run_with_profile(pytester, "bad.toml", 'storage = "s3"\n')
     errors = [line for line in result.stderr.lines if line.startswith("ERROR:")]
     assert errors == [
         f"ERROR: geocube setting 'storage' = 's3' from profile {path}:1: is not an allowed value "
@@ -351,11 +357,7 @@ def test_bad_profile_is_one_usage_error(pytester: pytest.Pytester) -> None:
 
 
 def test_malformed_profile_is_one_usage_error(pytester: pytest.Pytester) -> None:
-    path = pytester.path / "broken.toml"
-    path.write_text("[images\nserver = 1\n", encoding="utf-8")
-    pytester.makepyfile("def test_nothing(): pass")
-    result = run(pytester, "--geocube-profile", str(path))
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    path, result = run_with_profile(pytester, "broken.toml", "[images\nserver = 1\n")
     result.stderr.fnmatch_lines([f"ERROR: geocube profile {path} is not valid TOML: *line 1*Fix: *"])
 
 

@@ -15,24 +15,17 @@ from typing import Any
 
 import pytest
 
-from localcluster import images
+from localcluster import files_layer, layer_tar, oci_archive, pause_binary, reproducible, rootfs_tree
 from localcluster.buildtools import go_executable
-from localcluster.images import (
-    PAUSE_IMAGE,
-    BuiltImage,
-    DebianBase,
-    ImageBuildError,
-    ImageSpec,
-    build_image,
-    build_pause_image,
-)
+from localcluster.image_spec import BuiltImage, DebianBase, ImageBuildError, ImageSpec
+from localcluster.images import PAUSE_IMAGE, build_image, build_pause_image
 
 GO = go_executable()
 needs_go = pytest.mark.skipif(GO is None, reason="the Go toolchain is not installed (go not on PATH)")
 
 
-def _entry(kind: Any = "file", mode: int = 0o644, data: str = "") -> images._Entry:
-    return images._Entry(kind, mode, data=data)
+def _entry(kind: Any = "file", mode: int = 0o644, data: str = "") -> rootfs_tree.Entry:
+    return rootfs_tree.Entry(kind, mode, data=data)
 
 
 def _read_archive(archive: Path) -> dict[str, bytes]:
@@ -77,7 +70,7 @@ def test_diff_writes_changes_with_their_parents_and_whiteouts_removals() -> None
         "usr/share": _entry("dir", 0o755),
         "usr/share/new": _entry(data="n"),
     }
-    write, whiteouts = images._diff(lower, upper)
+    write, whiteouts = rootfs_tree.diff(lower, upper)
     assert write == ["etc", "etc/change", "usr", "usr/share", "usr/share/new"]
     assert whiteouts == ["etc/gone"]
 
@@ -89,7 +82,7 @@ def test_diff_whites_out_a_removed_directory_once_not_its_children() -> None:
         "opt/tool/bin": _entry("dir", 0o755),
         "opt/tool/bin/run": _entry(data="r"),
     }
-    write, whiteouts = images._diff(lower, {"opt": _entry("dir", 0o755)})
+    write, whiteouts = rootfs_tree.diff(lower, {"opt": _entry("dir", 0o755)})
     assert whiteouts == ["opt/tool"]
     assert write == ["opt"]
 
@@ -97,14 +90,14 @@ def test_diff_whites_out_a_removed_directory_once_not_its_children() -> None:
 def test_diff_replacing_a_directory_by_a_file_needs_no_child_whiteouts() -> None:
     lower = {"data": _entry("dir", 0o755), "data/a": _entry(data="a")}
     upper = {"data": _entry("symlink", 0o777, data="/srv/data")}
-    write, whiteouts = images._diff(lower, upper)
+    write, whiteouts = rootfs_tree.diff(lower, upper)
     assert (write, whiteouts) == (["data"], [])
 
 
 def test_diff_sees_metadata_only_changes() -> None:
     lower = {"run.sh": _entry(mode=0o644, data="s")}
     upper = {"run.sh": _entry(mode=0o755, data="s")}
-    assert images._diff(lower, upper) == (["run.sh"], [])
+    assert rootfs_tree.diff(lower, upper) == (["run.sh"], [])
 
 
 def test_diff_layer_written_from_real_trees_has_oci_whiteouts(tmp_path: Path) -> None:
@@ -117,10 +110,10 @@ def test_diff_layer_written_from_real_trees_has_oci_whiteouts(tmp_path: Path) ->
     (lower_root / "var" / "cache" / "x").write_text("x")
     (upper_root / "var").mkdir()
     (upper_root / "etc" / "added").write_text("hi\n")
-    lower = images._rootfs_index(images._scan_tree(lower_root))
-    nodes = images._scan_tree(upper_root)
-    write, whiteouts = images._diff(lower, images._rootfs_index(nodes))
-    layer = images._write_layer(images._rootfs_items(nodes, write, whiteouts), tmp_path / "diff.tar")
+    lower = rootfs_tree.rootfs_index(rootfs_tree.scan_tree(lower_root))
+    nodes = rootfs_tree.scan_tree(upper_root)
+    write, whiteouts = rootfs_tree.diff(lower, rootfs_tree.rootfs_index(nodes))
+    layer = layer_tar.write_layer(layer_tar.rootfs_items(nodes, write, whiteouts), tmp_path / "diff.tar")
     with tarfile.open(layer.path) as tar:
         members = {m.name: m for m in tar}
     assert sorted(members) == ["etc", "etc/.wh.removed", "etc/added", "var", "var/.wh.cache"]
@@ -152,8 +145,8 @@ def test_layer_digest_ignores_mtimes_and_scan_order(tmp_path: Path) -> None:
     os.utime(one / "bin", (12345, 12345))
     digests = []
     for root in (one, two):
-        nodes = images._scan_tree(root)
-        layer = images._write_layer(images._rootfs_items(nodes, nodes, ()), tmp_path / f"{root.name}.tar")
+        nodes = rootfs_tree.scan_tree(root)
+        layer = layer_tar.write_layer(layer_tar.rootfs_items(nodes, nodes, ()), tmp_path / f"{root.name}.tar")
         digests.append(layer.digest)
     assert digests[0] == digests[1]
     assert digests[0] == "sha256:" + hashlib.sha256((tmp_path / "one.tar").read_bytes()).hexdigest()
@@ -161,8 +154,8 @@ def test_layer_digest_ignores_mtimes_and_scan_order(tmp_path: Path) -> None:
 
 def test_layer_keeps_modes_symlinks_and_hardlinks(tmp_path: Path) -> None:
     _make_tree(tmp_path / "tree")
-    nodes = images._scan_tree(tmp_path / "tree")
-    layer = images._write_layer(images._rootfs_items(nodes, nodes, ()), tmp_path / "l.tar")
+    nodes = rootfs_tree.scan_tree(tmp_path / "tree")
+    layer = layer_tar.write_layer(layer_tar.rootfs_items(nodes, nodes, ()), tmp_path / "l.tar")
     with tarfile.open(layer.path) as tar:
         members = {m.name: m for m in tar}
     assert list(members) == ["bin", "bin/sh", "bin/tool", "bin/tool-alias", "etc", "etc/conf"]
@@ -170,7 +163,7 @@ def test_layer_keeps_modes_symlinks_and_hardlinks(tmp_path: Path) -> None:
     assert members["etc/conf"].mode == 0o600
     assert members["bin/sh"].issym() and members["bin/sh"].linkname == "tool"
     assert members["bin/tool-alias"].islnk() and members["bin/tool-alias"].linkname == "bin/tool"
-    assert all(m.uname == "" and m.mtime <= images._EPOCH for m in members.values())
+    assert all(m.uname == "" and m.mtime <= reproducible.EPOCH for m in members.values())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -227,7 +220,7 @@ def test_oci_archive_layout(tmp_path: Path, host_files: Path) -> None:
     assert config["config"] == {
         "Entrypoint": ["/app/run"],
         "Cmd": ["--flag"],
-        "Env": [images._DEFAULT_PATH, "MODE=test"],
+        "Env": [oci_archive.DEFAULT_PATH, "MODE=test"],
         "WorkingDir": "/app",
         "User": "1000:1000",
         "ExposedPorts": {"8080/tcp": {}, "9090/tcp": {}},
@@ -301,9 +294,9 @@ def test_files_below_usrmerge_symlinks_are_written_through_them(tmp_path: Path) 
         "usr/bin": _entry("dir", 0o755),
         "tmp": _entry("dir", 0o1777),
     }
-    assert images._resolve_parents("bin/tool", lower) == "usr/bin/tool"
-    sources = images._file_items({"/bin/tool": b"#!/bin/sh\n", "/tmp/x": b"x", "/new/dir/f": b"f"})
-    layer = images._write_files_layer(sources, lower, tmp_path / "files.tar")
+    assert files_layer.resolve_parents("bin/tool", lower) == "usr/bin/tool"
+    sources = files_layer.file_items({"/bin/tool": b"#!/bin/sh\n", "/tmp/x": b"x", "/new/dir/f": b"f"})
+    layer = files_layer.write_files_layer(sources, lower, tmp_path / "files.tar")
     with tarfile.open(layer.path) as tar:
         names = tar.getnames()
     # Existing parents (usr/bin, the sticky /tmp) are left alone; missing ones are created.
@@ -428,19 +421,19 @@ def test_pause_go_tests_pass() -> None:
     assert GO is not None
     result = subprocess.run(
         [GO, "test", "-count=1", "./..."],
-        cwd=images._PAUSE_SOURCE,
+        cwd=pause_binary.PAUSE_SOURCE,
         capture_output=True,
         text=True,
         env={**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-buildvcs=false"},
         timeout=600,
         check=False,
     )
-    assert result.returncode == 0, f"go test in {images._PAUSE_SOURCE} failed:\n{result.stdout}{result.stderr}"
+    assert result.returncode == 0, f"go test in {pause_binary.PAUSE_SOURCE} failed:\n{result.stdout}{result.stderr}"
 
 
 def test_exec_bits_survive_in_file_scan(tmp_path: Path) -> None:
     script = tmp_path / "s"
     script.write_text("#!/bin/sh\n")
     script.chmod(0o755)
-    (source,) = images._file_items({"/s": script}).values()
+    (source,) = files_layer.file_items({"/s": script}).values()
     assert stat.S_IMODE(source.nodes[""].entry.mode) == 0o755

@@ -100,8 +100,8 @@ def test_an_unknown_impact_is_one_clear_error(pytester: pytest.Pytester, tmp_pat
 def test_validating_a_deployed_stack_needs_no_go_module(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Geocube's SQL comes from the Go module cache; a stack that is only validated is rendered without it."""
     import geocube_stack.params
-    from fixtures.config import Messaging, Storage, resolve
-    from fixtures.stack import stack_parameters
+    from fixtures.config import AccessMode, Messaging, Storage, resolve
+    from fixtures.stack import StackChoice, stack_parameters
 
     def no_go() -> None:
         raise AssertionError("the Go module was read")
@@ -109,6 +109,7 @@ def test_validating_a_deployed_stack_needs_no_go_module(monkeypatch: pytest.Monk
     monkeypatch.setattr(geocube_stack.params, "geocube_module", no_go)
     settings = resolve({"geocube_existing_namespace": "prod", "geocube_kubeconfig": str(tmp_path / "kc")}, {},
                        base_dir=Path(__file__).resolve().parents[2], cwd=tmp_path)  # fmt: skip
-    params = stack_parameters(settings, {}, Messaging.PGQUEUE, Storage.GS, namespace="prod", embedded=False)
+    choice = StackChoice(Messaging.PGQUEUE, Storage.GS, AccessMode.PORT_FORWARD, embedded=False)
+    params = stack_parameters(settings, {}, choice, namespace="prod")
     assert params["GEOCUBE_CREATE_SQL"].strip() == geocube_stack.params.SQL_NOT_READ
     assert params["PGQUEUE_CREATE_TABLE_SQL"].strip() == geocube_stack.params.SQL_NOT_READ

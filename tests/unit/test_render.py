@@ -459,3 +459,33 @@ def test_a_parameter_of_another_profile_only_warns(pytester: pytest.Pytester) ->
     )  # fmt: skip
     result.assert_outcomes(passed=1, warnings=1)
     result.stdout.fnmatch_lines(["*UnusedParameterWarning: parameter(s) used by no template under*PUBSUB_PROJECT*"])
+
+
+def test_a_conftest_overriding_the_messaging_fixture_renders_its_choice(pytester: pytest.Pytester) -> None:
+    """The settings say pubsub; a conftest.py's ``messaging_profile`` says pgqueue: pgqueue's templates render."""
+    root = pytester.path / "manifests"
+    for folder in ("base", "messaging/pgqueue", "messaging/pubsub", "storage/gs"):
+        (root / folder).mkdir(parents=True)
+        name = folder.replace("/", "-")
+        (root / folder / "objects.yaml").write_text(f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\n")
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def messaging_profile():
+            return "pgqueue"
+        """
+    )
+    pytester.makepyfile(
+        """
+        def test_uses_the_stack(rendered_stack, stack_params):
+            assert [m.name for m in rendered_stack.objects] == ["base", "messaging-pgqueue", "storage-gs"]
+            assert "PGQUEUE_CREATE_TABLE_SQL" in stack_params  # derived for pgqueue, not for the settings' pubsub
+        """
+    )
+    result = pytester.runpytest(
+        "-p", "fixtures.plugin", "-p", "no:asyncio", "--manifests-dir", str(root), "--messaging", "pubsub",
+        "--storage", "gs", "--kubeconfig", str(pytester.path / "unused-kubeconfig"),
+    )  # fmt: skip
+    result.assert_outcomes(passed=1)

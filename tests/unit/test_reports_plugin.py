@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -11,19 +10,15 @@ from typing import Any
 import pytest
 
 from reports import history
-from tests.unit.fake_suite import with_catalogue
+from tests.unit.fake_suite import PLUGIN_ARGS, check, load, module, with_catalogue
 
 pytest_plugins = ["pytester"]
-
-# Inner runs load only what they need: pytest-asyncio warns about its unset loop scope at configure time,
-# which the outer filterwarnings=error would turn into a crash of the inner run.
-_BASE_ARGS = ("-p", "reports.plugin", "-p", "no:asyncio", "-p", "no:cacheprovider")
 
 
 def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, Path]:
     """Run the fake suite with the plugin; return the result and the base report dir."""
     base = pytester.path / "out"
-    result = pytester.runpytest(*_BASE_ARGS, "--geocube-report-dir", str(base), *args)
+    result = pytester.runpytest(*PLUGIN_ARGS, "--geocube-report-dir", str(base), *args)
     return result, base
 
 
@@ -33,9 +28,24 @@ def only_run_dir(base: Path) -> Path:
     return runs[0]
 
 
-def load(run_dir: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((run_dir / "run.json").read_text())
-    return data
+def only_run(base: Path) -> tuple[Path, dict[str, Any]]:
+    """The one run directory under ``base`` and its record."""
+    run_dir = only_run_dir(base)
+    return run_dir, load(run_dir)
+
+
+def judged_run(
+    pytester: pytest.Pytester, *args: str, exit_status: int, verdict: str, **outcomes: int
+) -> tuple[pytest.RunResult, Path, dict[str, Any]]:
+    """Run the fake suite with the plugin and check its ``outcomes``, exit status and recorded verdict; return the
+    result, the run directory and its record."""
+    __tracebackhide__ = True
+    result, base = run(pytester, *args)
+    result.assert_outcomes(**outcomes)
+    assert result.ret == exit_status
+    run_dir, data = only_run(base)
+    assert data["verdict"] == verdict
+    return result, run_dir, data
 
 
 def by_req(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -47,13 +57,7 @@ def junit_cases(run_dir: Path) -> dict[str, ET.Element]:
     return {case.attrib["name"]: case for case in root.iter("testcase")}
 
 
-_ONE_CHECK = """
-import pytest
-
-@pytest.mark.requirement("PLAT-OK")
-def test_ok(evidence):
-    evidence.add("k", 1)
-"""
+_ONE_CHECK = module(check("test_ok", "PLAT-OK", 'evidence.add("k", 1)', args="evidence"))
 
 
 def test_all_passing_run_is_sign_off_pass_and_writes_every_format(pytester: pytest.Pytester) -> None:
@@ -83,13 +87,8 @@ def test_all_passing_run_is_sign_off_pass_and_writes_every_format(pytester: pyte
             '''The application role cannot alter the schema.'''
         """
     )
-    result, base = run(pytester)
-    result.assert_outcomes(passed=2)
-    assert result.ret == 0
-    run_dir = only_run_dir(base)
+    result, run_dir, data = judged_run(pytester, exit_status=0, verdict="PASS", passed=2)
     assert {p.name for p in run_dir.iterdir()} >= {"run.json", "report.md", "report.html", "junit.xml"}
-    data = load(run_dir)
-    assert data["verdict"] == "PASS"
     assert data["verdict_label"] == "SIGN-OFF PASS"
     assert data["exit_status"] == 0
     assert data["verdict_reasons"] == [
@@ -125,23 +124,14 @@ def test_requirement_title_from_the_marker_else_the_docstring_without_a_catalogu
     pytester: pytest.Pytester,
 ) -> None:
     pytester.makepyfile(
-        test_db="""
-        import pytest
-
-        @pytest.mark.requirement("DB-CONN-LIMIT", "connections above the limit are refused with 53300")
-        def test_limit():
-            pass
-
-        @pytest.mark.requirement("DB-PERMISSIONS")
-        def test_permissions():
-            '''The application role cannot alter the schema.'''
-        """
+        test_db=module(
+            check("test_limit", "DB-CONN-LIMIT", title="connections above the limit are refused with 53300"),
+            check("test_permissions", "DB-PERMISSIONS", '"""The application role cannot alter the schema."""'),
+        )
     )
-    result, base = run(pytester)
-    result.assert_outcomes(passed=2)
-    assert result.ret == 0  # PARTIAL: every check passed, but nothing shows they were all the requirements
-    data = load(only_run_dir(base))
-    assert data["verdict"] == "PARTIAL" and data["catalogue"] is None
+    # PARTIAL, exit status 0: every check passed, but nothing shows they were all the requirements.
+    _, run_dir, data = judged_run(pytester, exit_status=0, verdict="PARTIAL", passed=2)
+    assert data["catalogue"] is None
     assert any(
         r.startswith("coverage unknown: the run carries no requirement catalogue") for r in data["verdict_reasons"]
     )
@@ -150,7 +140,7 @@ def test_requirement_title_from_the_marker_else_the_docstring_without_a_catalogu
     assert tests["DB-PERMISSIONS"]["requirement"] == "The application role cannot alter the schema."
     assert (
         "No requirement catalogue: this run cannot show that every requirement ran."
-        in (only_run_dir(base) / "report.md").read_text()
+        in (run_dir / "report.md").read_text()
     )
 
 
@@ -178,12 +168,7 @@ def test_failure_is_fail_with_message_and_linked_diagnostics(pytester: pytest.Py
             pass
         """
     )
-    result, base = run(pytester)
-    result.assert_outcomes(passed=1, failed=1)
-    assert result.ret == 1
-    run_dir = only_run_dir(base)
-    data = load(run_dir)
-    assert data["verdict"] == "FAIL"
+    _, run_dir, data = judged_run(pytester, exit_status=1, verdict="FAIL", passed=1, failed=1)
     assert data["verdict_reasons"] == ["1 failed: DB-CONN-LIMIT"]
     failed = by_req(data)["DB-CONN-LIMIT"]
     assert failed["status"] == "failed"
@@ -219,8 +204,7 @@ def test_failure_then_pass_on_rerun_is_flaky_never_passed(pytester: pytest.Pytes
     result, base = run(pytester, "--reruns", "2")
     assert result.parseoutcomes() == {"passed": 1, "rerun": 1}
     assert result.ret == 1  # FAIL: it violated its requirement once
-    run_dir = only_run_dir(base)
-    data = load(run_dir)
+    run_dir, data = only_run(base)
     test = by_req(data)["MSG-EVENTS-DELIVERY"]
     assert test["status"] == "flaky"
     assert [a["status"] for a in test["attempts"]] == ["failed", "passed"]
@@ -252,12 +236,7 @@ def test_environment_limitation_and_skips_are_incomplete_never_pass(pytester: py
             pass
         """
     )
-    result, base = run(pytester)
-    result.assert_outcomes(passed=1, skipped=2)
-    assert result.ret == 2
-    run_dir = only_run_dir(base)
-    data = load(run_dir)
-    assert data["verdict"] == "INCOMPLETE"
+    _, run_dir, data = judged_run(pytester, exit_status=2, verdict="INCOMPLETE", passed=1, skipped=2)
     tests = by_req(data)
     assert tests["AUTOSCALE-BACKLOG"]["status"] == "incomplete"
     assert tests["AUTOSCALE-BACKLOG"]["skip_reason"] == (
@@ -274,29 +253,14 @@ def test_environment_limitation_and_skips_are_incomplete_never_pass(pytester: py
 
 def test_a_check_whose_prerequisite_failed_is_blocked_not_failed_again(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
-        test_queue="""
-        import pytest
-
-        @pytest.mark.requirement("MSG-TRANSPORT")
-        def test_transport():
-            assert False, "permission denied for table pgq_jobs"
-
-        @pytest.mark.prerequisite("MSG-TRANSPORT")
-        @pytest.mark.requirement("MSG-APP-PATH")
-        def test_app_path():
-            assert False, "never reached"
-
-        @pytest.mark.prerequisite("DB-OTHER")
-        @pytest.mark.requirement("MSG-UNRELATED")
-        def test_unrelated():
-            pass
-        """
+        test_queue=module(
+            check("test_transport", "MSG-TRANSPORT", 'assert False, "permission denied for table pgq_jobs"'),
+            check("test_app_path", "MSG-APP-PATH", 'assert False, "never reached"', prerequisite="MSG-TRANSPORT"),
+            check("test_unrelated", "MSG-UNRELATED", prerequisite="DB-OTHER"),
+        )
     )
-    result, base = run(pytester)
-    result.assert_outcomes(failed=1, skipped=1, passed=1)
-    data = load(only_run_dir(base))
+    _, _, data = judged_run(pytester, exit_status=1, verdict="FAIL", failed=1, skipped=1, passed=1)
     tests = by_req(data)
-    assert data["verdict"] == "FAIL"
     assert tests["MSG-TRANSPORT"]["status"] == "failed"
     assert tests["MSG-APP-PATH"]["status"] == "skipped"
     assert tests["MSG-APP-PATH"]["skip_reason"].startswith("BLOCKED: prerequisite MSG-TRANSPORT failed earlier")
@@ -305,23 +269,11 @@ def test_a_check_whose_prerequisite_failed_is_blocked_not_failed_again(pytester:
 
 def test_a_blocked_check_blocks_what_builds_on_it(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
-        test_chain="""
-        import pytest
-
-        @pytest.mark.requirement("AS-CONFIG")
-        def test_config():
-            assert False, "wrong queue"
-
-        @pytest.mark.prerequisite("AS-CONFIG")
-        @pytest.mark.requirement("AS-SCALE")
-        def test_scale():
-            pass
-
-        @pytest.mark.prerequisite("AS-SCALE")
-        @pytest.mark.requirement("AS-SHRINK")
-        def test_shrink():
-            pass
-        """
+        test_chain=module(
+            check("test_config", "AS-CONFIG", 'assert False, "wrong queue"'),
+            check("test_scale", "AS-SCALE", prerequisite="AS-CONFIG"),
+            check("test_shrink", "AS-SHRINK", prerequisite="AS-SCALE"),
+        )
     )
     result, base = run(pytester)
     result.assert_outcomes(failed=1, skipped=2)
@@ -332,17 +284,7 @@ def test_a_blocked_check_blocks_what_builds_on_it(pytester: pytest.Pytester) -> 
 
 def test_a_requirement_id_is_a_keyword(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
-        test_ids="""
-        import pytest
-
-        @pytest.mark.requirement("DB-CONN-LIMIT")
-        def test_limit():
-            pass
-
-        @pytest.mark.requirement("DB-CONN-SETTINGS")
-        def test_settings():
-            pass
-        """
+        test_ids=module(check("test_limit", "DB-CONN-LIMIT"), check("test_settings", "DB-CONN-SETTINGS"))
     )
     result, _ = run(pytester, "-k", "DB-CONN-LIMIT")
     result.assert_outcomes(passed=1, deselected=1)
@@ -354,18 +296,10 @@ def test_a_requirement_id_is_a_keyword(pytester: pytest.Pytester) -> None:
 
 def test_a_check_runs_when_its_prerequisite_passed_or_was_deselected(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
-        test_queue="""
-        import pytest
-
-        @pytest.mark.requirement("MSG-TRANSPORT")
-        def test_transport():
-            pass
-
-        @pytest.mark.prerequisite("MSG-TRANSPORT")
-        @pytest.mark.requirement("MSG-APP-PATH")
-        def test_app_path():
-            pass
-        """
+        test_queue=module(
+            check("test_transport", "MSG-TRANSPORT"),
+            check("test_app_path", "MSG-APP-PATH", prerequisite="MSG-TRANSPORT"),
+        )
     )
     result, _ = run(pytester)
     result.assert_outcomes(passed=2)
@@ -378,29 +312,15 @@ def test_plain_skip_and_module_skip_are_incomplete_and_deselection_a_coverage_ga
 ) -> None:
     with_catalogue(pytester, "PLAT-SKIPPED", "PLAT-DESELECTED", "PLAT-OK", "STO-OBJECTS")
     pytester.makepyfile(
-        test_a="""
-        import pytest
-
-        @pytest.mark.requirement("PLAT-SKIPPED")
-        def test_skipped():
-            pytest.skip("not today")
-
-        @pytest.mark.requirement("PLAT-DESELECTED")
-        def test_deselected():
-            pass
-
-        @pytest.mark.requirement("PLAT-OK")
-        def test_ok():
-            pass
-        """,
-        test_b="""
-        import pytest
-        pytest.skip("ENVIRONMENT-LIMITATION: no object storage", allow_module_level=True)
-
-        @pytest.mark.requirement("STO-OBJECTS")
-        def test_never_collected():
-            pass
-        """,
+        test_a=module(
+            check("test_skipped", "PLAT-SKIPPED", 'pytest.skip("not today")'),
+            check("test_deselected", "PLAT-DESELECTED"),
+            check("test_ok", "PLAT-OK"),
+        ),
+        test_b=module(
+            'pytest.skip("ENVIRONMENT-LIMITATION: no object storage", allow_module_level=True)',
+            check("test_never_collected", "STO-OBJECTS"),
+        ),
     )
     result, base = run(pytester, "-k", "not deselected", "--geocube-run-id", "with-skips")
     result.assert_outcomes(passed=1, skipped=2)
@@ -437,20 +357,12 @@ def test_plain_skip_and_module_skip_are_incomplete_and_deselection_a_coverage_ga
 def test_collection_error_and_bad_requirement_marker_fail(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_broken="import nonexistent_module_xyz\n",
-        test_marker="""
-        import pytest
-
-        @pytest.mark.requirement("DB CONN", "an id with a space")
-        def test_x():
-            pass
-        """,
+        test_marker=module(check("test_x", "DB CONN", title="an id with a space")),
     )
-    result, base = run(pytester, "--continue-on-collection-errors")
-    result.assert_outcomes(passed=1, errors=1)
     # A malformed requirement marker still makes the session an acceptance run: it is judged, not ignored.
-    assert result.ret == 1
-    data = load(only_run_dir(base))
-    assert data["verdict"] == "FAIL"
+    _, _, data = judged_run(
+        pytester, "--continue-on-collection-errors", exit_status=1, verdict="FAIL", passed=1, errors=1
+    )
     errors = {e["nodeid"]: e["message"] for e in data["collection_errors"]}
     assert "nonexistent_module_xyz" in errors["test_broken.py"]
     assert "requirement id without spaces" in errors["test_marker.py::test_x"]
@@ -466,40 +378,28 @@ def test_a_malformed_requirement_marker_alone_fails_the_run(pytester: pytest.Pyt
             pass
         """
     )
-    result, base = run(pytester)
-    result.assert_outcomes(passed=1)
-    assert result.ret == 1  # pytest alone would say 0: the check has no requirement to be counted against
-    data = load(only_run_dir(base))
-    assert data["verdict"] == "FAIL"
+    # Exit status 1 where pytest alone would say 0: the check has no requirement to be counted against.
+    _, _, data = judged_run(pytester, exit_status=1, verdict="FAIL", passed=1)
     assert "requirement id without spaces" in data["collection_errors"][0]["message"]
 
 
 def test_setup_error_and_interrupted_run(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
-        test_a="""
-        import pytest
-
-        @pytest.fixture
-        def stack():
-            raise RuntimeError("namespace quota exceeded")
-
-        @pytest.mark.requirement("PLAT-ONE")
-        def test_1(stack):
-            pass
-
-        @pytest.mark.requirement("PLAT-TWO")
-        def test_2():
-            pass
-        """
+        test_a=module(
+            """
+            @pytest.fixture
+            def stack():
+                raise RuntimeError("namespace quota exceeded")
+            """,
+            check("test_1", "PLAT-ONE", args="stack"),
+            check("test_2", "PLAT-TWO"),
+        )
     )
-    result, base = run(pytester, "-x")
-    result.assert_outcomes(errors=1)
-    assert result.ret == 1  # a check's own setup error is a FAIL, not a session ERROR
-    data = load(only_run_dir(base))
+    # A check's own setup error is a FAIL (exit status 1), not a session ERROR.
+    _, _, data = judged_run(pytester, "-x", exit_status=1, verdict="FAIL", errors=1)
     statuses = {t["nodeid"]: t["status"] for t in data["tests"]}
     assert statuses == {"test_a.py::test_1": "error", "test_a.py::test_2": "unrun"}
     assert data["interrupted"] is True
-    assert data["verdict"] == "FAIL"
     assert "namespace quota exceeded" in data["tests"][0]["message"]
 
 
@@ -573,7 +473,7 @@ def test_report_dir_resolution_cli_over_env_over_ini(
 ) -> None:
     pytester.makeini("[pytest]\ngeocube_report_dir = from-ini\n")
     pytester.makepyfile(test_a=_ONE_CHECK)
-    args = (*_BASE_ARGS, "--geocube-run-id", "r1")
+    args = (*PLUGIN_ARGS, "--geocube-run-id", "r1")
     pytester.runpytest(*args).assert_outcomes(passed=1)
     assert (pytester.path / "from-ini" / "r1" / "run.json").is_file()
     monkeypatch.setenv("GEOCUBE_REPORT_DIR", str(pytester.path / "from-env"))
@@ -586,7 +486,7 @@ def test_report_dir_resolution_cli_over_env_over_ini(
 
 def test_invalid_run_id_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_a="def test_ok():\n    pass\n")
-    result = pytester.runpytest(*_BASE_ARGS, "--geocube-run-id", "../escape")
+    result = pytester.runpytest(*PLUGIN_ARGS, "--geocube-run-id", "../escape")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--geocube-run-id: run id '../escape' is not usable: it names the report folder*"])
 
@@ -601,18 +501,11 @@ def test_history_across_runs_shows_newly_failing_and_fixed(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytester.makepyfile(
-        test_a="""
-        import os
-        import pytest
-
-        @pytest.mark.requirement("PLAT-TOGGLES")
-        def test_toggles():
-            assert os.environ.get("BREAK") != "1"
-
-        @pytest.mark.requirement("PLAT-STABLE")
-        def test_stable():
-            pass
-        """
+        test_a=module(
+            "import os",
+            check("test_toggles", "PLAT-TOGGLES", 'assert os.environ.get("BREAK") != "1"'),
+            check("test_stable", "PLAT-STABLE"),
+        )
     )
     run(pytester, "--geocube-run-id", "run-1")
     with monkeypatch.context() as patch:

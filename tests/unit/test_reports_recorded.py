@@ -371,42 +371,45 @@ def test_history_replay_of_recorded_runs(tmp_path: Path) -> None:
         record.history = diffs[name] = history.update(tmp_path, record)
         markdown[name] = render_markdown.render(record)
 
-    # 01-pass: the first run of the history.
-    first = diffs["01-pass"]
-    assert first.key == {"cluster": CLUSTER, "profile": PGQUEUE_LOCAL, "selection": ALL}
-    assert (first.previous_run_id, first.incomparable_runs) == (None, 0)
+    # Each run is compared with the last earlier one of the same key (cluster, profile, selection), if any.
+    full = {"cluster": CLUSTER, "profile": PGQUEUE_LOCAL, "selection": ALL}
+    compared = {
+        name: (diff.key, diff.previous_run_id, diff.previous_verdict, diff.incomparable_runs)
+        for name, diff in diffs.items()
+    }
+    assert compared == {
+        # The first run of the history.
+        "01-pass": (full, None, None, 0),
+        # The database suite alone is another selection, so it is not compared with 01-pass.
+        "02-fail": ({**full, "selection": ",".join(sorted(DATABASE))}, None, None, 1),
+        # The same key as 01-pass, so compared with it.
+        "03-flaky": (full, PASS_RUN_ID, "PASS", 1),
+        # Another profile; another selection. Neither is compared with anything.
+        "04-incomplete": ({**full, "profile": PUBSUB_GS}, None, None, 3),
+        "05-partial": ({**full, "selection": ",".join(sorted(STORAGE))}, None, None, 4),
+        # Every check was selected (none could run), so it is compared with the last full run, 03-flaky.
+        "06-error": (full, FLAKY_RERUN_ID, "FAIL", 3),
+    }
 
-    # 02-fail: the database suite alone is another selection, so it is not compared with 01-pass.
+    # 02-fail: nothing to compare with.
     fail = diffs["02-fail"]
-    assert fail.key == {"cluster": CLUSTER, "profile": PGQUEUE_LOCAL, "selection": ",".join(sorted(DATABASE))}
-    assert (fail.previous_run_id, fail.incomparable_runs) == (None, 1)
     assert fail.newly_failing == [CONN_LIMIT]  # failing in its first comparable run
     assert fail.fixed == fail.still_failing == fail.slower == []
     assert all(len(series) == 1 for series in fail.durations.values())  # no trend without a comparable run
 
-    # 03-flaky: the same key as 01-pass, so compared with it; a flaky check is flaky, not newly failing.
+    # 03-flaky, compared with 01-pass: a flaky check is flaky, not newly failing.
     flaky = diffs["03-flaky"]
-    assert flaky.key == first.key
-    assert (flaky.previous_run_id, flaky.previous_verdict, flaky.incomparable_runs) == (PASS_RUN_ID, "PASS", 1)
     assert flaky.flaky == [TRANSPORT]
     assert flaky.newly_failing == flaky.fixed == flaky.still_failing == []
     assert flaky.new_tests == flaky.removed_tests == flaky.slower == []
     assert len(flaky.durations) == 16 and flaky.durations[TRANSPORT] == [0.044, 0.044]  # same durations: a copy
 
-    # 04-incomplete: another profile; 05-partial: another selection. Neither is compared with anything.
-    incomplete = diffs["04-incomplete"]
-    assert incomplete.key == {"cluster": CLUSTER, "profile": PUBSUB_GS, "selection": ALL}
-    assert (incomplete.previous_run_id, incomplete.incomparable_runs) == (None, 3)
-    partial = diffs["05-partial"]
-    assert partial.key == {"cluster": CLUSTER, "profile": PGQUEUE_LOCAL, "selection": ",".join(sorted(STORAGE))}
-    assert (partial.previous_run_id, partial.incomparable_runs) == (None, 4)
-    assert partial.newly_failing == []
+    # 05-partial: nothing to compare with.
+    assert diffs["05-partial"].newly_failing == []
 
-    # 06-error: every check was selected (none could run), so it is compared with the last full run, 03-flaky;
-    # nothing ran, so nothing is newly failing or fixed and there is no duration to follow.
+    # 06-error, compared with 03-flaky: nothing ran, so nothing is newly failing or fixed and there is no
+    # duration to follow.
     error = diffs["06-error"]
-    assert error.key == first.key
-    assert (error.previous_run_id, error.previous_verdict, error.incomparable_runs) == (FLAKY_RERUN_ID, "FAIL", 3)
     assert error.newly_failing == error.fixed == error.still_failing == error.flaky == []
     assert error.durations == {}
 

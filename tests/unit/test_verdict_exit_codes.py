@@ -8,7 +8,6 @@ same cluster, profile and selection; known defects are reported observed or expe
 
 from __future__ import annotations
 
-import json
 import xml.etree.ElementTree as ET
 from html import escape
 from pathlib import Path
@@ -17,24 +16,29 @@ from typing import Any
 import pytest
 
 from reports import cli, history
-from tests.unit.fake_suite import with_catalogue
+from tests.unit.fake_suite import PLUGIN_ARGS, check, load, module, with_catalogue
 
 pytest_plugins = ["pytester"]
-
-# As in test_reports_plugin.py: the inner runs load only the report plugin (no framework, no asyncio).
-_BASE_ARGS = ("-p", "reports.plugin", "-p", "no:asyncio", "-p", "no:cacheprovider")
 
 
 def run(pytester: pytest.Pytester, *args: str, run_id: str = "run") -> tuple[pytest.RunResult, Path]:
     """Run the fake suite with the report plugin; return the result and its run directory."""
     base = pytester.path / "out"
-    result = pytester.runpytest(*_BASE_ARGS, "--geocube-report-dir", str(base), "--geocube-run-id", run_id, *args)
+    result = pytester.runpytest(*PLUGIN_ARGS, "--geocube-report-dir", str(base), "--geocube-run-id", run_id, *args)
     return result, base / run_id
 
 
-def load(run_dir: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((run_dir / "run.json").read_text())
-    return data
+def judged_run(
+    pytester: pytest.Pytester, *args: str, exit_status: int, verdict: str
+) -> tuple[pytest.RunResult, Path, dict[str, Any]]:
+    """Run the fake suite; check that pytest exits with ``exit_status`` and the record says ``verdict`` and that
+    status; return the result, the run directory and its record."""
+    __tracebackhide__ = True
+    result, run_dir = run(pytester, *args)
+    assert result.ret == exit_status
+    data = load(run_dir)
+    assert (data["verdict"], data["exit_status"]) == (verdict, exit_status)
+    return result, run_dir, data
 
 
 # -- a fake suite of two areas: database (two requirements) and messaging (one) --------------------------
@@ -47,37 +51,19 @@ NOT_APPLICABLE = {"STO-GCS-ONLY": "only with storage gs"}
 def suite(pytester: pytest.Pytester) -> pytest.Pytester:
     with_catalogue(pytester, *CATALOGUE, not_applicable=NOT_APPLICABLE)
     pytester.makepyfile(
-        test_db="""
-        import pytest
-
-        @pytest.mark.database
-        @pytest.mark.requirement("DB-CONN-LIMIT")
-        def test_conn_limit():
-            pass
-
-        @pytest.mark.database
-        @pytest.mark.requirement("DB-PERMISSIONS")
-        def test_permissions():
-            pass
-        """,
-        test_msg="""
-        import pytest
-
-        @pytest.mark.messaging
-        @pytest.mark.requirement("MSG-QUEUES")
-        def test_queues():
-            pass
-        """,
+        test_db=module(
+            check("test_conn_limit", "DB-CONN-LIMIT", area="database"),
+            check("test_permissions", "DB-PERMISSIONS", area="database"),
+        ),
+        test_msg=module(check("test_queues", "MSG-QUEUES", area="messaging")),
     )
     return pytester
 
 
 def test_every_applicable_requirement_passed_is_sign_off_pass_exit_0(suite: pytest.Pytester) -> None:
-    result, run_dir = run(suite)
+    result, run_dir, data = judged_run(suite, exit_status=0, verdict="PASS")
     result.assert_outcomes(passed=3)
-    assert result.ret == 0
-    data = load(run_dir)
-    assert (data["verdict"], data["verdict_label"], data["exit_status"]) == ("PASS", "SIGN-OFF PASS", 0)
+    assert data["verdict_label"] == "SIGN-OFF PASS"
     assert data["verdict_reasons"] == [
         "all 3 applicable requirements ran and passed; not applicable to this profile: "
         "STO-GCS-ONLY (only with storage gs)"
@@ -99,11 +85,8 @@ def test_every_applicable_requirement_passed_is_sign_off_pass_exit_0(suite: pyte
 def test_a_selection_leaving_requirements_out_is_partial_exit_0(
     suite: pytest.Pytester, selection: list[str], deselected: int, gap: str
 ) -> None:
-    result, run_dir = run(suite, *selection)
+    result, run_dir, data = judged_run(suite, *selection, exit_status=0, verdict="PARTIAL")
     result.assert_outcomes(passed=2, deselected=deselected)
-    assert result.ret == 0
-    data = load(run_dir)
-    assert (data["verdict"], data["exit_status"]) == ("PARTIAL", 0)
     assert data["verdict_reasons"] == ["all 2 selected checks passed, but this is not a sign-off:", gap]
     result.stdout.fnmatch_lines(["verdict: PARTIAL (exit status 0)", f"  - {gap}"])
     markdown = (run_dir / "report.md").read_text()
@@ -115,24 +98,18 @@ def test_a_selection_leaving_requirements_out_is_partial_exit_0(
 def test_an_incapable_environment_is_incomplete_exit_2(pytester: pytest.Pytester) -> None:
     with_catalogue(pytester, "AS-BACKLOG", "AS-MIN-REPLICAS")
     pytester.makepyfile(
-        test_scaling="""
-        import pytest
-        import reports.plugin
-
-        @pytest.mark.requirement("AS-BACKLOG")
-        def test_backlog():
-            reports.plugin.incapable("the Pub/Sub emulator exposes no backlog metric")
-
-        @pytest.mark.requirement("AS-MIN-REPLICAS")
-        def test_min_replicas():
-            pass
-        """
+        test_scaling=module(
+            "import reports.plugin",
+            check(
+                "test_backlog",
+                "AS-BACKLOG",
+                'reports.plugin.incapable("the Pub/Sub emulator exposes no backlog metric")',
+            ),
+            check("test_min_replicas", "AS-MIN-REPLICAS"),
+        )
     )
-    result, run_dir = run(pytester)
+    result, _, data = judged_run(pytester, exit_status=2, verdict="INCOMPLETE")
     result.assert_outcomes(passed=1, skipped=1)
-    assert result.ret == 2
-    data = load(run_dir)
-    assert (data["verdict"], data["exit_status"]) == ("INCOMPLETE", 2)
     assert data["verdict_reasons"] == ["1 environment not capable: AS-BACKLOG"]
     [backlog] = [t for t in data["tests"] if t["requirement_id"] == "AS-BACKLOG"]
     assert backlog["skip_reason"] == "ENVIRONMENT-LIMITATION: the Pub/Sub emulator exposes no backlog metric"
@@ -142,23 +119,13 @@ def test_an_incapable_environment_is_incomplete_exit_2(pytester: pytest.Pytester
 def test_a_failed_check_is_fail_exit_1(pytester: pytest.Pytester) -> None:
     with_catalogue(pytester, "DB-CONN-LIMIT", "DB-PERMISSIONS")
     pytester.makepyfile(
-        test_db="""
-        import pytest
-
-        @pytest.mark.requirement("DB-CONN-LIMIT")
-        def test_conn_limit():
-            assert 87 == 101, "53300 appeared at connection 87"
-
-        @pytest.mark.requirement("DB-PERMISSIONS")
-        def test_permissions():
-            pass
-        """
+        test_db=module(
+            check("test_conn_limit", "DB-CONN-LIMIT", 'assert 87 == 101, "53300 appeared at connection 87"'),
+            check("test_permissions", "DB-PERMISSIONS"),
+        )
     )
-    result, run_dir = run(pytester)
+    result, _, data = judged_run(pytester, exit_status=1, verdict="FAIL")
     result.assert_outcomes(passed=1, failed=1)
-    assert result.ret == 1
-    data = load(run_dir)
-    assert (data["verdict"], data["exit_status"]) == ("FAIL", 1)
     assert data["verdict_reasons"] == ["1 failed: DB-CONN-LIMIT"]
     result.stdout.fnmatch_lines(["verdict: FAIL (exit status 1)"])
 
@@ -178,35 +145,18 @@ def test_a_check_passing_only_on_rerun_is_flaky_and_fail_exit_1(pytester: pytest
             assert len(calls) > 1, "delivered 199 of 200 events"
         """
     )
-    result, run_dir = run(pytester, "--reruns", "1")
+    # Exit status 1 where pytest alone would say 0: the rerun passed.
+    result, _, data = judged_run(pytester, "--reruns", "1", exit_status=1, verdict="FAIL")
     assert result.parseoutcomes() == {"passed": 1, "rerun": 1}
-    assert result.ret == 1  # pytest alone would say 0: the rerun passed
-    data = load(run_dir)
-    assert (data["verdict"], data["exit_status"]) == ("FAIL", 1)
     assert data["verdict_reasons"] == ["1 flaky: MSG-EVENTS-DELIVERY"]
     assert data["tests"][0]["status"] == "flaky"
 
 
 def test_a_check_of_a_requirement_missing_from_the_catalogue_is_fail_exit_1(pytester: pytest.Pytester) -> None:
     with_catalogue(pytester, "DB-CONN-LIMIT")
-    pytester.makepyfile(
-        test_db="""
-        import pytest
-
-        @pytest.mark.requirement("DB-CONN-LIMIT")
-        def test_conn_limit():
-            pass
-
-        @pytest.mark.requirement("DB-CONN-LIMTI")
-        def test_typo():
-            pass
-        """
-    )
-    result, run_dir = run(pytester)
+    pytester.makepyfile(test_db=module(check("test_conn_limit", "DB-CONN-LIMIT"), check("test_typo", "DB-CONN-LIMTI")))
+    result, _, data = judged_run(pytester, exit_status=1, verdict="FAIL")
     result.assert_outcomes(passed=2)
-    assert result.ret == 1
-    data = load(run_dir)
-    assert data["verdict"] == "FAIL"
     [reason] = data["verdict_reasons"]
     assert reason.startswith("check(s) verify requirement(s) missing from the catalogue: DB-CONN-LIMTI")
 
@@ -231,28 +181,19 @@ STOPPERS = {
 def test_a_session_error_is_error_exit_3_in_every_format(pytester: pytest.Pytester, stopper: str, phase: str) -> None:
     with_catalogue(pytester, "PLAT-ONE", "PLAT-TWO")
     pytester.makepyfile(
-        test_stack=f"""
-        import pytest
-        import reports.plugin
-
-        @pytest.fixture(scope="session")
-        def rendered_stack(pytestconfig):
-            {STOPPERS[stopper]}
-
-        @pytest.mark.requirement("PLAT-ONE")
-        def test_one(rendered_stack):
-            pass
-
-        @pytest.mark.requirement("PLAT-TWO")
-        def test_two(rendered_stack):
-            pass
-        """
+        test_stack=module(
+            "import reports.plugin",
+            f"""
+            @pytest.fixture(scope="session")
+            def rendered_stack(pytestconfig):
+                {STOPPERS[stopper]}
+            """,
+            check("test_one", "PLAT-ONE", args="rendered_stack"),
+            check("test_two", "PLAT-TWO", args="rendered_stack"),
+        )
     )
-    result, run_dir = run(pytester)
-    assert result.ret == 3
+    result, run_dir, data = judged_run(pytester, exit_status=3, verdict="ERROR")
     result.stdout.fnmatch_lines(["verdict: ERROR (exit status 3)", f"{phase} failed:", "    Fix: pass --set*"])
-    data = load(run_dir)
-    assert (data["verdict"], data["exit_status"]) == ("ERROR", 3)
     assert data["session_errors"] == [{"phase": phase, "message": RENDER_ERROR}]
     assert data["verdict_reasons"] == [
         f"{phase} failed: {ONE_LINE}",
@@ -280,7 +221,7 @@ def test_a_session_error_is_error_exit_3_in_every_format(pytester: pytest.Pytest
 
 
 @pytest.mark.parametrize(
-    ("check", "verdict", "code"),
+    ("body", "verdict", "code"),
     [
         ("pass", "PASS", 0),
         ("assert False, 'refused at connection 87'", "FAIL", 1),
@@ -288,20 +229,10 @@ def test_a_session_error_is_error_exit_3_in_every_format(pytester: pytest.Pytest
     ],
     ids=["pass", "fail", "error"],
 )
-def test_report_cli_exits_as_the_run_did(pytester: pytest.Pytester, check: str, verdict: str, code: int) -> None:
+def test_report_cli_exits_as_the_run_did(pytester: pytest.Pytester, body: str, verdict: str, code: int) -> None:
     with_catalogue(pytester, "DB-CONN-LIMIT")
-    pytester.makepyfile(
-        test_db=f"""
-        import pytest
-
-        @pytest.mark.requirement("DB-CONN-LIMIT")
-        def test_conn_limit():
-            {check}
-        """
-    )
-    result, run_dir = run(pytester)
-    assert result.ret == code
-    assert load(run_dir)["verdict"] == verdict
+    pytester.makepyfile(test_db=module(check("test_conn_limit", "DB-CONN-LIMIT", body)))
+    _, run_dir, _ = judged_run(pytester, exit_status=code, verdict=verdict)
     assert cli.main(["report", str(run_dir)]) == code
     assert cli.main([str(run_dir)]) == code  # as geocube_acceptance.cli passes it after its own sub-command
     assert load(run_dir)["verdict"] == verdict
@@ -474,24 +405,13 @@ def test_a_suite_module_that_fails_to_import_is_still_an_acceptance_run(pytester
     )
     pytester.mkpydir("acceptance")
     (pytester.path / "acceptance" / "test_broken.py").write_text("import no_such_module_of_geocube\n")
-    result, run_dir = run(pytester, "acceptance")
-    assert result.ret == 1  # FAIL: a collection error
-    data = load(run_dir)
-    assert data["verdict"] == "FAIL"
+    _, _, data = judged_run(pytester, "acceptance", exit_status=1, verdict="FAIL")  # a collection error
     assert "no_such_module_of_geocube" in data["collection_errors"][0]["message"]
 
 
 def test_collect_only_lists_checks_without_judging_them(pytester: pytest.Pytester) -> None:
     with_catalogue(pytester, "DB-AUTH")
-    pytester.makepyfile(
-        test_db="""
-        import pytest
-
-        @pytest.mark.requirement("DB-AUTH")
-        def test_auth():
-            pass
-        """
-    )
+    pytester.makepyfile(test_db=module(check("test_auth", "DB-AUTH")))
     result, run_dir = run(pytester, "--collect-only")
     assert result.ret == 0
     assert not run_dir.exists()
