@@ -8,17 +8,17 @@ scaling checks rely on before they wait for pods.
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from collections.abc import Iterator
+from datetime import UTC, datetime
 
 from kubernetes.client.exceptions import ApiException
 
 from fixtures.cluster_client import api_message
 from fixtures.deployed import AutoscalerConfig, ServerConfig
 from fixtures.stack import Stack
+from fixtures.system_evidence import error_text, stamped
 
 # Severities of upstream's JSON log lines that mean an update went wrong.
-ERROR_SEVERITIES = frozenset({"error", "critical", "alert", "emergency", "fatal", "panic"})
 # Recent updates whose log is read: errors older than this may have been fixed since.
 UPDATES_READ = 3
 
@@ -72,27 +72,50 @@ def controller_problem(stack: Stack, config: AutoscalerConfig) -> str | None:
 
 def recent_errors(stack: Stack, config: AutoscalerConfig, *, limit: int = 5) -> list[str]:
     """Error lines the autoscaler logged over its last few updates (its own account of what goes wrong)."""
-    name = config.workload.split("/", 1)[1]
     since = max(30, int(config.update_seconds * UPDATES_READ))
+    errors: list[str] = []
+    for pod, log in _autoscaler_logs(stack, config, since_seconds=since, timestamps=False):
+        errors += [f"{pod}: {line}" for line in log.splitlines() if error_text(line)]
+    return errors[-limit:]
+
+
+def failing_every_update(stack: Stack, config: AutoscalerConfig, since: datetime, *, updates: int = 3) -> str | None:
+    """Why waiting for the autoscaler is pointless: an error on each of its last ``updates`` updates since ``since``.
+
+    qbas logs "failed autoscale" on every update that fails and nothing on one that has nothing to do, so
+    errors as its last lines mean it has tried and failed that many times in a row (None otherwise).
+    """
+    seconds = int((datetime.now(UTC) - since).total_seconds()) + 2
+    for pod, log in _autoscaler_logs(stack, config, since_seconds=seconds, timestamps=True):
+        recent = [text for at, text in filter(None, map(stamped, log.splitlines())) if at >= since][-updates:]
+        errors = [error_text(text) for text in recent]
+        if len(recent) == updates and all(errors):
+            return (
+                f"the autoscaler (pod {pod}) failed each of its last {updates} updates "
+                f"(every {config.update_seconds:g} s), saying: {errors[-1]}"
+            )
+    return None
+
+
+def _autoscaler_logs(
+    stack: Stack, config: AutoscalerConfig, *, since_seconds: int, timestamps: bool
+) -> Iterator[tuple[str, str]]:
+    """(pod, log since ``since_seconds`` ago) of each of the autoscaler's pods that is running."""
+    name = config.workload.split("/", 1)[1]
     deployment = stack.kube.apps.read_namespaced_deployment(name, stack.namespace, _request_timeout=15)
     container = deployment.spec.template.spec.containers[0].name
     selector = ",".join(f"{k}={v}" for k, v in (deployment.spec.selector.match_labels or {}).items())
     pods = stack.kube.core.list_namespaced_pod(stack.namespace, label_selector=selector, _request_timeout=15).items
-    errors: list[str] = []
     for pod in pods:
         try:
             text = stack.kube.core.read_namespaced_pod_log(
-                pod.metadata.name, stack.namespace, container=container, since_seconds=since, _request_timeout=15
+                pod.metadata.name,
+                stack.namespace,
+                container=container,
+                since_seconds=since_seconds,
+                timestamps=timestamps,
+                _request_timeout=15,
             )
         except ApiException:
             continue  # not running yet: nothing logged, nothing to judge
-        errors += [f"{pod.metadata.name}: {line}" for line in str(text).splitlines() if _is_error(line)]
-    return errors[-limit:]
-
-
-def _is_error(line: str) -> bool:
-    try:
-        entry: Any = json.loads(line)
-    except ValueError:
-        return "panic" in line.lower()
-    return isinstance(entry, dict) and str(entry.get("severity", "")).lower() in ERROR_SEVERITIES
+        yield pod.metadata.name, str(text)

@@ -13,6 +13,7 @@ import math
 import secrets
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ from fixtures.access import Database, PodVolumeStorage, Storage
 from fixtures.checks import input_raster, prepare_input, put_input
 from fixtures.classify import classify_pod
 from fixtures.deployed import AUTOSCALED_LABEL, AutoscalerConfig, ServerConfig
-from fixtures.errors import WorkloadFailed
+from fixtures.errors import WaitAbandoned, WorkloadFailed
 from fixtures.podwatch import PodEvent, PodWatch
 from fixtures.stack import Stack
 from fixtures.waits import now, workload_failed
@@ -30,7 +31,7 @@ from geocube_stack.geotiff import write_geotiff
 from reports.plugin import incapable
 from suites.autoscaling.backlog import HeldBacklog
 from suites.autoscaling.busy import BlockingInputs, CostReader
-from suites.autoscaling.configuration import controller_problem, flag_problems, recent_errors
+from suites.autoscaling.configuration import controller_problem, failing_every_update, flag_problems, recent_errors
 
 pytestmark = [pytest.mark.autoscaling, pytest.mark.slow]
 
@@ -195,6 +196,7 @@ def test_autoscaler_follows_the_backlog(
         )
         with HeldBacklog(deployed_stack, database, config.queue, size) as backlog:
             visible = backlog.make_due()
+            since = datetime.now(UTC)
             steps_needed = math.ceil(max(0, target - len(watch.live())) / config.step)
             try:
                 reached = watch.wait_until(
@@ -203,9 +205,12 @@ def test_autoscaler_follows_the_backlog(
                     description=f"{target} consolidater pods ({selector}) for a backlog of {size} (ratio "
                     f"{config.ratio}, step {config.step}, max {config.maximum})",
                     fail_on=lambda pod: classify_pod(pod, now()),
+                    give_up=lambda: failing_every_update(deployed_stack, config, since),
                 )
             except WorkloadFailed as err:
                 pytest.fail(worker_cannot_run(deployed_stack, err, config), pytrace=False)
+            except WaitAbandoned as err:
+                pytest.fail(str(err), pytrace=False)
             # One more update with the same backlog: the count must hold, not overshoot.
             time.sleep(update + 2)
             peak = max((pods for _, pods in replay(watch)), default=0)

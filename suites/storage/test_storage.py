@@ -33,9 +33,13 @@ CLEAN_CANCEL = "FAILED"
 
 @pytest.mark.requirement("STO-SHARED")
 def test_server_and_consolidaters_share_their_storage(
-    deployed_stack: Stack, deployed_server: ServerConfig, deployed_autoscaler: AutoscalerConfig, evidence: Any
+    deployed_stack: Stack,
+    deployed_server: ServerConfig,
+    deployed_autoscaler: AutoscalerConfig,
+    stack_storage: Storage,
+    evidence: Any,
 ) -> None:
-    """Read-only: the same cancelled-jobs location in both, and both storages on one durable volume."""
+    """Read-only: the same cancelled-jobs location in both, both storages on one durable volume, and existing."""
     kube, namespace = deployed_stack.kube, deployed_stack.namespace
     # The workloads server_config and autoscaler_config read (their first container, like them).
     server_spec = kube.to_dict(kube.apps.read_namespaced_deployment("apiserver", namespace))["spec"]["template"]["spec"]
@@ -59,9 +63,7 @@ def test_server_and_consolidaters_share_their_storage(
     worker = (worker_spec, worker_spec["containers"][0])
     for what, path in (("ingestion storage", deployed_server.ingestion_storage),
                        ("cancelled-jobs storage", deployed_server.cancelled_jobs)):  # fmt: skip
-        problem = sharing_problem(what, path, server, worker)
-        if problem:
-            problems.append(problem)
+        problems += filter(None, [sharing_problem(what, path, server, worker), stack_storage.location_problem(path)])
     assert not problems, "\n".join(problems)
 
 
