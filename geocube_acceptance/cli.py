@@ -214,13 +214,12 @@ def runner_image(rest: list[str]) -> int:
     """Build the image that runs the suites inside a cluster (--access-mode in-cluster) and say how to use it."""
     parser = argparse.ArgumentParser(prog="geocube-acceptance runner-image", description=runner_image.__doc__)
     parser.parse_args(rest)
-    from fixtures.runner_image import RunnerImageError, build_runner_image
-    from geocube_stack.errors import StackError
-    from localcluster.image_spec import ImageBuildError
+    from fixtures.runner_image import build_runner_image
+    from geocube_acceptance.errors import AcceptanceError
 
     try:
         image = build_runner_image()
-    except (RunnerImageError, StackError, ImageBuildError) as err:
+    except AcceptanceError as err:
         print(f"runner-image: {err}", file=sys.stderr)
         return 1
     tag = image.ref.rsplit(":", 1)[1]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from geocube_acceptance.errors import AcceptanceError
 
-class StackError(Exception):
+
+class StackError(AcceptanceError):
     """Base class: the reference stack could not be built, rendered or deployed."""
 
 
@@ -13,7 +15,3 @@ class GoBuildError(StackError):
 
 class ModuleError(StackError):
     """The Geocube Go module (sources, SQL, protos) could not be located in the Go module cache."""
-
-
-class DeployError(StackError):
-    """Applying the stack, or waiting for it, failed; the message carries the objects' state."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from geocube_acceptance.errors import AcceptanceError
 
-class ClusterError(Exception):
+
+class ClusterError(AcceptanceError):
     """Base class: something about the embedded cluster is wrong; the message says what and how to fix it."""
 
 

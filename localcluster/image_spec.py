@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from localcluster.errors import ClusterError
 from localcluster.reproducible import FORMAT, debian_arch, hash_json
 
 __all__ = [
@@ -34,11 +35,11 @@ _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(?::[a-z0-9-]+)?(?:=[A-Za-z0-9.+~:-]+)?$")
 
 
-class ImageBuildError(RuntimeError):
+class ImageBuildError(ClusterError):
     """An image or one of its layers could not be built; the message says why and what to do."""
 
 
-class ImageImportError(RuntimeError):
+class ImageImportError(ClusterError):
     """containerd could not be asked about, or could not load, an image archive."""
 
 

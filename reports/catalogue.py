@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reports.errors import ReportError
 from reports.model import IMPACTS, Requirement
 
 _ID = re.compile(r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+$")
 
 
-class CatalogueError(ValueError):
+class CatalogueError(ReportError, ValueError):
     """The catalogue file is missing or malformed; the message names the file, the entry and the fix."""
 
 

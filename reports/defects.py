@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from reports.catalogue import read_toml
+from reports.errors import ReportError
 from reports.model import KnownDefect
 
 
-class RegisterError(ValueError):
+class RegisterError(ReportError, ValueError):
     """The register file is missing or malformed; the message names the file, the entry and the fix."""
 
 

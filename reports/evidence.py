@@ -12,12 +12,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from reports.errors import ReportError
 from reports.model import Attachment
 
 DIAGNOSTICS_DIR = "diagnostics"
 
 
-class EvidenceError(ValueError):
+class EvidenceError(ReportError, ValueError):
     """Evidence that cannot be recorded as given (not JSON, malformed timeline point, missing file)."""
 
 

@@ -14,6 +14,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from reports.errors import ReportError
+
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)
 """Schema 1 records (no catalogue, phases, session errors nor known defects) still load: their coverage is unknown."""
@@ -23,7 +25,7 @@ ENVIRONMENT_LIMITATION = "ENVIRONMENT-LIMITATION:"
 """Skip-reason prefix meaning "this environment cannot perform the check": counted INCOMPLETE, never PASS."""
 
 
-class RecordError(Exception):
+class RecordError(ReportError):
     """A run record is missing, unreadable or not of a schema this version understands."""
 
 

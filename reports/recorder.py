@@ -21,6 +21,7 @@ from typing import Any
 
 from reports import defects, history
 from reports.defects import DefectEntry, DefectWitness
+from reports.errors import ReportError
 from reports.evidence import Evidence
 from reports.masking import Masker
 from reports.model import (
@@ -43,7 +44,7 @@ RUN_ID_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 RUN_ID_RULE = "1-40 lowercase letters, digits or '-', starting and ending with a letter or digit (DNS-safe)"
 
 
-class ReportConfigError(ValueError):
+class ReportConfigError(ReportError, ValueError):
     """The report cannot be set up as asked (bad run id, run id changed after use...)."""
 
 

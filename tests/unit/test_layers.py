@@ -9,7 +9,7 @@ import pytest
 
 from tests.suite_runs import REPO
 
-# What each layer may import besides itself; geocube_acceptance.locations (where things live) is for all.
+# What each layer may import besides itself; where things live and the errors' one base are for all.
 ALLOWED = {
     "localcluster": set(),
     "geocube_stack": {"localcluster"},
@@ -17,7 +17,7 @@ ALLOWED = {
     "fixtures": {"localcluster", "geocube_stack", "reports"},
     "suites": {"localcluster", "geocube_stack", "reports", "fixtures"},
 }
-SHARED = "geocube_acceptance.locations"
+SHARED = ("geocube_acceptance.locations", "geocube_acceptance.errors")
 
 
 def imported_modules(path: Path) -> list[tuple[int, str]]:
@@ -41,6 +41,33 @@ def test_a_layer_imports_only_the_layers_below_it(layer: str) -> None:
         if (top := module.split(".")[0]) in ours
         and top != layer
         and top not in ALLOWED[layer]
-        and not (module == SHARED or module.startswith(SHARED + "."))
+        and not module.startswith(SHARED)
     ]
-    assert not wrong, f"{layer} may import only {sorted(ALLOWED[layer]) or 'itself'} and {SHARED}:\n" + "\n".join(wrong)
+    assert not wrong, (
+        f"{layer} may import only {sorted(ALLOWED[layer]) or 'itself'} and {', '.join(SHARED)}:\n" + "\n".join(wrong)
+    )
+
+
+def test_every_error_class_of_the_project_has_the_one_base() -> None:
+    """Each package's errors derive from its root, and every root from geocube_acceptance.errors.AcceptanceError."""
+    import importlib
+    import inspect
+
+    from geocube_acceptance.errors import AcceptanceError
+
+    stray = []
+    for layer in (*ALLOWED, "geocube_acceptance"):
+        for path in sorted((REPO / layer).rglob("*.py")):
+            name = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+            if path.name == "__main__.py" or (name.startswith("suites") and "test_" in path.name):
+                continue  # a program's entry point, or a check module (collected by pytest, not imported here)
+            module = importlib.import_module(name)
+            stray += [
+                f"{name}.{cls.__name__}"
+                for cls in vars(module).values()
+                if inspect.isclass(cls)
+                and cls.__module__ == name
+                and issubclass(cls, Exception)
+                and not issubclass(cls, (AcceptanceError, Warning))
+            ]
+    assert not stray, f"errors outside the one base (derive them from their package's root): {stray}"
