@@ -43,18 +43,24 @@ ETCD_CLIENT_URL = "http://127.0.0.1:23790"
 API_SERVER_URL = f"https://{NODE_IP}:6443"
 
 
-class _InRoot:
-    """A path of the state, ``parts`` below the layout's root."""
+class Below:
+    """A path ``parts`` below the Path attribute ``base`` of the object it is read from (a layout of files)."""
 
-    def __init__(self, *parts: str) -> None:
+    def __init__(self, base: str, *parts: str) -> None:
+        self.base = base
         self.parts = parts
 
     @overload
-    def __get__(self, layout: None, owner: type[object]) -> _InRoot: ...
+    def __get__(self, owner_object: None, owner: type[object]) -> Below: ...
     @overload
-    def __get__(self, layout: StateLayout, owner: type[object]) -> Path: ...
-    def __get__(self, layout: StateLayout | None, owner: type[object]) -> _InRoot | Path:
-        return self if layout is None else layout.root.joinpath(*self.parts)
+    def __get__(self, owner_object: object, owner: type[object]) -> Path: ...
+    def __get__(self, owner_object: object | None, owner: type[object]) -> Below | Path:
+        return self if owner_object is None else Path(getattr(owner_object, self.base)).joinpath(*self.parts)
+
+
+def _in_root(*parts: str) -> Below:
+    """A path of the state, ``parts`` below the layout's root."""
+    return Below("root", *parts)
 
 
 @dataclass(frozen=True)
@@ -63,18 +69,22 @@ class StateLayout:
 
     root: Path
 
-    pki = _InRoot("pki")
-    kubeconfigs = _InRoot("kubeconfig")
-    config = _InRoot("config")
-    logs = _InRoot("logs")
-    pids = _InRoot("pids")
-    etcd_data = _InRoot("etcd")
-    kubelet_root = _InRoot("kubelet")
-    containerd_root = _InRoot("containerd")
-    cni_conf_dir = _InRoot("cni", "net.d")
-    cni_ipam_dir = _InRoot("cni", "ipam")
+    pki = _in_root("pki")
+    kubeconfigs = _in_root("kubeconfig")
+    config = _in_root("config")
+    logs = _in_root("logs")
+    pids = _in_root("pids")
+    etcd_data = _in_root("etcd")
+    kubelet_root = _in_root("kubelet")
+    containerd_root = _in_root("containerd")
+    cni_conf_dir = _in_root("cni", "net.d")
+    cni_ipam_dir = _in_root("cni", "ipam")
+    # The embedded registry's config, password, htpasswd, auth file and CA copy (localcluster.registry).
+    registry = _in_root("registry")
+    # containerd's registry hosts directory: ``<host:port>/hosts.toml`` per registry it pulls from.
+    containerd_registry_hosts = _in_root("config", "registry-hosts")
     # Sysctl values found before ``up`` changed them, restored by ``down``.
-    host_settings = _InRoot("host-settings.json")
+    host_settings = _in_root("host-settings.json")
 
     @property
     def admin_kubeconfig(self) -> Path:

@@ -28,3 +28,12 @@ def stack_storage_dir() -> Path:
     janitor removes each namespace's directory with the namespace.
     """
     return state_dir().parent / "stack-storage"
+
+
+def registry_storage_dir() -> Path:
+    """The embedded registry's blobs and manifests, in the cache: pushes stay incremental across ``up``/``down``.
+
+    Content-addressed copies of the image archives beside it, so it is kept like them; nothing in it
+    depends on the cluster's PKI or the registry's password, which live in the state.
+    """
+    return cache_dir() / "registry"

@@ -1,0 +1,506 @@
+"""The embedded cluster's private registry: the CNCF distribution server, behind TLS and htpasswd.
+
+Images reach the node by a push into this registry and an ordinary pull (issue #14) instead of
+``ctr images import``, so a run exercises what a real cluster does: the pull path, a pull Secret,
+and digests that a check can compare. The server listens on the bridge address, which containerd
+(host network) and pods reach alike, and only there. Its storage is in the build cache, so pushes stay
+incremental across ``down``; its config, password and certificate are in the cluster state.
+
+Nothing here starts a process: the cluster starts :func:`registry_argv` like its other components.
+The password is never put on a command line (``ps`` shows those) nor in a message: ``htpasswd`` reads it
+on stdin, skopeo from an auth file, and our own requests send it in a header.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from localcluster.errors import ClusterError
+from localcluster.layout import NODE_IP, Below, StateLayout, default_layout
+from localcluster.paths import registry_storage_dir
+from localcluster.pki import Identity, issue
+
+REGISTRY_BINARY = Path("/usr/bin/docker-registry")  # Debian's docker-registry: distribution 2.8
+REGISTRY_PORT = 5443
+REGISTRY_HOST = f"{NODE_IP}:{REGISTRY_PORT}"
+REGISTRY_USER = "geocube-acceptance"
+# Images are named ``<REPOSITORY_PREFIX>/<name>:<tag>``.
+REPOSITORY_PREFIX = f"{REGISTRY_HOST}/geocube-acceptance"
+REALM = "geocube-acceptance registry"
+
+IDENTITY = Identity(
+    stem="registry",
+    common_name="geocube-acceptance-registry",
+    dns_names=("localhost",),
+    ip_addresses=(NODE_IP, "127.0.0.1"),
+    server=True,
+    client=False,
+)
+
+# What a manifest request accepts: the registry answers 404 for a manifest whose type is not listed.
+MANIFEST_MEDIA_TYPES = (
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+
+_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+class Failure(enum.Enum):
+    """Why a registry request failed, as far as the answer tells."""
+
+    UNAUTHORIZED = "unauthorized"
+    NOT_FOUND = "not found"
+    UNKNOWN_REGISTRY = "unknown registry"
+    TLS = "TLS"
+    OTHER = "failed"
+
+
+_FIXES = {
+    Failure.UNAUTHORIZED: (
+        "the registry loads its htpasswd once, at start: the password given must be the one in "
+        "<state>/registry/password when it started (restart the registry after changing it)"
+    ),
+    Failure.NOT_FOUND: "push the image first (localcluster.registry.push), or correct the repository name or tag",
+    Failure.UNKNOWN_REGISTRY: (
+        "is the registry running and is the host:port right? `geocube-acceptance cluster status` shows it"
+    ),
+    Failure.TLS: (
+        "the registry's certificate must be issued by the CA used to verify it (<state>/pki/ca.crt); "
+        "after a new CA, delete <state>/pki/registry.crt and .key so that they are issued again"
+    ),
+    Failure.OTHER: "read the registry's log (<state>/logs/registry.log) for the request",
+}
+
+
+class RegistryError(ClusterError):
+    """A registry request or push failed; ``failure`` says why (unauthorized, not found, unknown registry, TLS)."""
+
+    def __init__(self, message: str, failure: Failure) -> None:
+        super().__init__(message)
+        self.failure = failure
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The classified cause of a failed request: the kind and the registry's own words."""
+
+    failure: Failure
+    cause: str
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The one user the registry knows; the password stays out of every repr."""
+
+    user: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class RegistryFiles:
+    """Where one registry keeps its files: config and secrets, blob storage, and the PKI it is issued from."""
+
+    config_dir: Path
+    storage: Path
+    pki: Path
+
+    @classmethod
+    def of(cls, layout: StateLayout) -> RegistryFiles:
+        """The embedded cluster's registry: config under ``<state>/registry``, storage ``<cache>/registry``."""
+        return cls(layout.registry, registry_storage_dir(), layout.pki)
+
+    config = Below("config_dir", "config.yml")
+    password = Below("config_dir", "password")
+    htpasswd = Below("config_dir", "htpasswd")
+    # containers-auth.json(5) for skopeo: {"auths": {host: {"auth": base64(user:password)}}}.
+    auth_file = Below("config_dir", "auth.json")
+    # A Docker certs.d-style directory (ca.crt) for skopeo's --dest-cert-dir.
+    cert_dir = Below("config_dir", "certs")
+    # skopeo's trust policy: the archives are our own builds, so any is accepted (no system file needed).
+    policy = Below("config_dir", "policy.json")
+    ca_file = Below("pki", "ca.crt")
+
+
+# ---- files -------------------------------------------------------------------------------------
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a secret readable by its owner only, from the first byte on, and atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.replace(tmp, path)
+
+
+def _run_htpasswd(args: list[str], password: str) -> subprocess.CompletedProcess[str]:
+    if shutil.which("htpasswd") is None:
+        raise ClusterError(
+            "htpasswd is not installed: the registry's password file needs it (apt-get install apache2-utils)"
+        )
+    # -i: the password comes on stdin, never on the command line.
+    return subprocess.run(["htpasswd", "-i", *args], input=password, capture_output=True, text=True, timeout=30)
+
+
+def _htpasswd_accepts(htpasswd: Path, user: str, password: str) -> bool:
+    if not htpasswd.exists():
+        return False
+    return _run_htpasswd(["-v", str(htpasswd), user], password).returncode == 0
+
+
+def _write_htpasswd(htpasswd: Path, user: str, password: str) -> None:
+    """bcrypt (-B), the only hash distribution accepts; written beside and renamed, so never half a file."""
+    tmp = htpasswd.with_name(htpasswd.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    result = _run_htpasswd(["-B", "-c", str(tmp), user], password)
+    if result.returncode != 0:
+        raise ClusterError(
+            f"htpasswd could not write {tmp}: {result.stderr.strip()}; check that the directory is writable"
+        )
+    tmp.chmod(0o600)
+    os.replace(tmp, htpasswd)
+
+
+def ensure_credentials(files: RegistryFiles, user: str = REGISTRY_USER) -> Credentials:
+    """The registry's password, made on first use and reused after; the htpasswd is rewritten if it disagrees.
+
+    Reused, because the registry loads its htpasswd only at start and pull Secrets already in the
+    cluster carry the password: a new one would lock both out.
+    """
+    files.config_dir.mkdir(parents=True, exist_ok=True)
+    files.config_dir.chmod(0o700)
+    password = files.password.read_text().strip() if files.password.exists() else ""
+    if not password:
+        password = secrets.token_urlsafe(24)
+        _write_private(files.password, password.encode())
+    if not _htpasswd_accepts(files.htpasswd, user, password):
+        _write_htpasswd(files.htpasswd, user, password)
+    return Credentials(user, password)
+
+
+def pull_credentials(files: RegistryFiles | None = None) -> tuple[str, str]:
+    """(user, password) for a pull Secret; never makes a new password (the running registry would refuse it)."""
+    files = files or RegistryFiles.of(default_layout())
+    if not files.password.exists():
+        raise ClusterError(
+            f"the registry has no password yet ({files.password} is missing): it is made when the registry's "
+            "files are written; run `geocube-acceptance cluster up` first"
+        )
+    return REGISTRY_USER, files.password.read_text().strip()
+
+
+def write_auth_file(files: RegistryFiles, host: str, credentials: Credentials) -> Path:
+    """skopeo's auth file for ``host`` (mode 0600): the password reaches skopeo without a command line."""
+    token = base64.b64encode(f"{credentials.user}:{credentials.password}".encode()).decode()
+    _write_private(files.auth_file, json.dumps({"auths": {host: {"auth": token}}}, indent=1).encode())
+    return files.auth_file
+
+
+def write_cert_dir(files: RegistryFiles) -> Path:
+    """The cluster CA as ``certs/ca.crt``, the layout skopeo's ``--dest-cert-dir`` reads."""
+    files.cert_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(files.ca_file, files.cert_dir / "ca.crt")
+    return files.cert_dir
+
+
+def registry_config(files: RegistryFiles, addr: str) -> dict[str, object]:
+    """distribution 2.8's configuration (its docs/configuration.md); ``addr`` is ``host:port`` to listen on."""
+    cert, key = issue(files.pki, IDENTITY)
+    return {
+        "version": 0.1,
+        "log": {"level": "info", "formatter": "text", "fields": {"service": "geocube-acceptance-registry"}},
+        "storage": {
+            "filesystem": {"rootdirectory": str(files.storage)},
+            # Lets a test or a janitor delete manifests by digest.
+            "delete": {"enabled": True},
+            "cache": {"blobdescriptor": "inmemory"},
+        },
+        # No ``debug`` key: the debug server (metrics, pprof) stays off.
+        "http": {
+            "addr": addr,
+            "tls": {"certificate": str(cert), "key": str(key), "minimumtls": "tls1.2"},
+            "headers": {"X-Content-Type-Options": ["nosniff"]},
+        },
+        # The htpasswd must exist before start: if missing, distribution makes a user and prints its password.
+        "auth": {"htpasswd": {"realm": REALM, "path": str(files.htpasswd)}},
+    }
+
+
+def write_registry_config(files: RegistryFiles, addr: str = REGISTRY_HOST) -> Path:
+    """Write ``config.yml`` (after the htpasswd it names, see :func:`ensure_credentials`)."""
+    if not files.htpasswd.exists():
+        raise ClusterError(f"{files.htpasswd} is missing: call ensure_credentials before writing the registry config")
+    files.storage.mkdir(parents=True, exist_ok=True)
+    files.config.write_text(yaml.safe_dump(registry_config(files, addr), sort_keys=False))
+    return files.config
+
+
+def write_registry_files(files: RegistryFiles, addr: str = REGISTRY_HOST) -> Credentials:
+    """Everything the registry and its clients need, in order: password, htpasswd, certificate, auth, config."""
+    issue(files.pki, IDENTITY)  # the CA too, on first use: the cert dir copies it
+    credentials = ensure_credentials(files)
+    write_cert_dir(files)
+    write_auth_file(files, addr, credentials)
+    files.policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
+    write_registry_config(files, addr)
+    return credentials
+
+
+def registry_argv(files: RegistryFiles) -> list[str]:
+    return [str(REGISTRY_BINARY), "serve", str(files.config)]
+
+
+def write_containerd_registry_hosts(layout: StateLayout, host: str = REGISTRY_HOST) -> Path:
+    """containerd's hosts directory with ``<host>/hosts.toml`` trusting the cluster CA; returns the directory.
+
+    containerd's CRI reads it through ``[plugins."io.containerd.grpc.v1.cri".registry] config_path``
+    (see :func:`containerd_registry_section`); credentials come from the pod's pull Secret.
+    """
+    path = layout.containerd_registry_hosts / host / "hosts.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f'server = "https://{host}"\n\n'
+        f'[host."https://{host}"]\n'
+        '  capabilities = ["pull", "resolve"]\n'
+        f'  ca = "{layout.pki / "ca.crt"}"\n'
+    )
+    return layout.containerd_registry_hosts
+
+
+def containerd_registry_section(layout: StateLayout) -> str:
+    """The lines of containerd's config that point its CRI at :func:`write_containerd_registry_hosts`."""
+    return f'  [plugins."io.containerd.grpc.v1.cri".registry]\n    config_path = "{layout.containerd_registry_hosts}"\n'
+
+
+# ---- requests ----------------------------------------------------------------------------------
+def parse_reference(ref: str) -> tuple[str, str, str]:
+    """``host:port/name[:tag|@digest]`` as (host, repository, tag or digest); the tag defaults to latest."""
+    host, _, rest = ref.partition("/")
+    if not rest or not ("." in host or ":" in host or host == "localhost"):
+        raise ClusterError(f"image reference {ref!r} names no registry: expected host:port/name:tag")
+    if "@" in rest:
+        name, _, reference = rest.partition("@")
+    else:
+        name, sep, reference = rest.rpartition(":")
+        if not sep or "/" in reference:
+            name, reference = rest, "latest"
+    return host, name, reference
+
+
+def _error_codes(body: bytes) -> str:
+    """The registry's error list (``{"errors": [{"code", "message"}]}``) as one line."""
+    try:
+        errors = json.loads(body).get("errors") or []
+        return "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors if isinstance(e, dict))
+    except (ValueError, AttributeError):
+        return body.decode(errors="replace").strip()[:200]
+
+
+def classify(status: int | None = None, body: bytes = b"", error: BaseException | None = None) -> Diagnosis:
+    """Name the cause of a failed request from its HTTP status and body, or from the exception it raised."""
+    if error is not None:
+        reason = error.reason if isinstance(error, urllib.error.URLError) else error
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            return Diagnosis(Failure.TLS, f"certificate verify failed: {reason.verify_message}")
+        if isinstance(reason, ssl.SSLError):
+            return Diagnosis(Failure.TLS, f"TLS handshake failed: {reason.reason or reason}")
+        if isinstance(reason, ConnectionRefusedError):
+            return Diagnosis(Failure.UNKNOWN_REGISTRY, "connection refused: nothing listens on that port")
+        if isinstance(reason, socket.gaierror):
+            return Diagnosis(Failure.UNKNOWN_REGISTRY, f"unknown host: {reason.strerror}")
+        if isinstance(reason, TimeoutError):
+            return Diagnosis(Failure.UNKNOWN_REGISTRY, "no answer (timed out)")
+        if isinstance(reason, OSError):
+            return Diagnosis(Failure.UNKNOWN_REGISTRY, f"cannot connect: {reason.strerror or reason}")
+        return Diagnosis(Failure.OTHER, str(reason))
+    codes = _error_codes(body)
+    if status == 401:
+        return Diagnosis(Failure.UNAUTHORIZED, codes or "HTTP 401")
+    if status == 404:
+        return Diagnosis(Failure.NOT_FOUND, codes or "HTTP 404")
+    return Diagnosis(Failure.OTHER, f"HTTP {status}" + (f": {codes}" if codes else ""))
+
+
+def classify_skopeo(stderr: str) -> Failure:
+    """The cause of a failed ``skopeo copy`` from its message (it exits 1 whatever happened)."""
+    text = stderr.lower()
+    if "unauthorized" in text or "authentication required" in text:
+        return Failure.UNAUTHORIZED
+    if "x509:" in text or "certificate" in text or "tls:" in text:
+        return Failure.TLS
+    if "connection refused" in text or "no such host" in text or "i/o timeout" in text:
+        return Failure.UNKNOWN_REGISTRY
+    if "manifest unknown" in text or "name unknown" in text:
+        return Failure.NOT_FOUND
+    return Failure.OTHER
+
+
+def _mask(text: str, *hidden: str) -> str:
+    for value in hidden:
+        if value:
+            text = text.replace(value, "***")
+    return text
+
+
+def _opener(ca_file: Path) -> urllib.request.OpenerDirector:
+    """HTTPS verified against ``ca_file``, and no proxy whatever the environment says: the registry is local."""
+    context = ssl.create_default_context(cafile=str(ca_file))
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
+
+
+def _lower(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    return {key.lower(): value for key, value in items}
+
+
+def _get(url: str, ca_file: Path, headers: dict[str, str], timeout: float) -> tuple[int, dict[str, str], bytes]:
+    """(status, lower-cased headers, body) of a GET: HTTP errors are answers, connection and TLS errors raise."""
+    request = urllib.request.Request(url, headers=headers, method="GET")
+    try:
+        with _opener(ca_file).open(request, timeout=timeout) as response:
+            return response.status, _lower(response.headers.items()), response.read()
+    except urllib.error.HTTPError as answer:
+        with answer:
+            return answer.code, _lower(answer.headers.items()), answer.read()
+
+
+def _basic(credentials: Credentials) -> dict[str, str]:
+    # distribution's htpasswd auth takes Basic credentials directly, without a token service.
+    token = base64.b64encode(f"{credentials.user}:{credentials.password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def probe(host: str, ca_file: Path, credentials: Credentials | None = None, timeout: float = 3.0) -> tuple[bool, str]:
+    """Health as the cluster's HEALTH poll wants it: ``GET /v2/`` answers 401 (up, guarded), or 200 with credentials."""
+    expected = 200 if credentials else 401
+    headers = _basic(credentials) if credentials else {}
+    try:
+        status, answer_headers, _ = _get(f"https://{host}/v2/", ca_file, headers, timeout)
+    except (OSError, ssl.SSLError) as exc:
+        diagnosis = classify(error=exc)
+        return False, f"https://{host}/v2/: {diagnosis.failure.value}: {diagnosis.cause}"
+    challenge = answer_headers.get("www-authenticate", "")
+    detail = f"HTTP {status}" + (f" ({challenge})" if challenge else "")
+    return status == expected, detail
+
+
+def manifest_digest(ref: str, user: str, password: str, *, ca_file: Path | None = None, timeout: float = 10.0) -> str:
+    """The digest of ``ref``'s manifest as the registry serves it; standard library only (PLAT-IMAGES builds on it).
+
+    Raises :class:`RegistryError` naming the cause: unauthorized, not found, unknown registry or TLS.
+    """
+    __tracebackhide__ = True
+    ca_file = ca_file or default_layout().pki / "ca.crt"
+    host, name, reference = parse_reference(ref)
+    url = f"https://{host}/v2/{name}/manifests/{reference}"
+    headers = {"Accept": ", ".join(MANIFEST_MEDIA_TYPES), **_basic(Credentials(user, password))}
+    try:
+        status, answer_headers, body = _get(url, ca_file, headers, timeout)
+    except (OSError, ssl.SSLError) as exc:
+        raise _error(ref, host, classify(error=exc), password) from None
+    if status != 200:
+        raise _error(ref, host, classify(status, body), password)
+    computed = "sha256:" + hashlib.sha256(body).hexdigest()
+    served = answer_headers.get("docker-content-digest", computed)
+    if served != computed and served.startswith("sha256:"):
+        raise RegistryError(
+            f"the manifest of {ref} does not match its digest: the registry says {served}, its bytes hash to "
+            f"{computed}. Fix: the registry's storage ({host}) is damaged; delete the repository and push again",
+            Failure.OTHER,
+        )
+    return served
+
+
+def _error(ref: str, host: str, diagnosis: Diagnosis, *hidden: str) -> RegistryError:
+    message = (
+        f"cannot read the manifest of {ref} from the registry {host}: {diagnosis.failure.value} "
+        f"({diagnosis.cause}). Fix: {_FIXES[diagnosis.failure]}"
+    )
+    return RegistryError(_mask(message, *hidden), diagnosis.failure)
+
+
+# ---- push --------------------------------------------------------------------------------------
+def _environment() -> dict[str, str]:
+    """skopeo's environment without proxies: a push to the bridge address must never leave the machine."""
+    return {key: value for key, value in os.environ.items() if key not in _PROXY_VARIABLES}
+
+
+def push_argv(files: RegistryFiles, archive: Path, ref: str, digestfile: Path, scratch: Path) -> list[str]:
+    """skopeo's command line: credentials from the auth file, the CA from the cert dir, nothing secret."""
+    return [
+        "skopeo",
+        f"--policy={files.policy}",
+        f"--tmpdir={scratch}",
+        "copy",
+        "--retry-times=2",
+        "--preserve-digests",
+        "--dest-tls-verify=true",
+        f"--dest-authfile={files.auth_file}",
+        f"--dest-cert-dir={files.cert_dir}",
+        f"--digestfile={digestfile}",
+        f"oci-archive:{archive}",
+        f"docker://{ref}",
+    ]
+
+
+def push(archive: Path, ref: str, files: RegistryFiles | None = None, *, timeout: float = 900.0) -> str:
+    """Copy an OCI archive to ``ref`` and return the manifest digest the registry stored.
+
+    Incremental: skopeo asks for each blob with HEAD first and uploads only what the registry lacks.
+    """
+    __tracebackhide__ = True
+    files = files or RegistryFiles.of(default_layout())
+    host = parse_reference(ref)[0]
+    if not archive.is_file():
+        raise ClusterError(f"cannot push {archive} to {ref}: no such archive; build the image first")
+    if shutil.which("skopeo") is None:
+        raise ClusterError("skopeo is not installed: pushing images needs it (apt-get install skopeo)")
+    password = files.password.read_text().strip() if files.password.exists() else ""
+    files.config_dir.mkdir(parents=True, exist_ok=True)
+    # Scratch beside the config: skopeo unpacks the archive there, and it goes even if skopeo is killed.
+    with tempfile.TemporaryDirectory(dir=files.config_dir, prefix="push-") as scratch:
+        digestfile = Path(scratch) / "digest"
+        argv = push_argv(files, archive, ref, digestfile, Path(scratch))
+        try:
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=_environment())
+        except subprocess.TimeoutExpired:
+            raise RegistryError(
+                f"pushing {archive.name} to {ref} took more than {timeout:.0f}s; is the registry {host} "
+                "answering? `geocube-acceptance cluster status`",
+                Failure.UNKNOWN_REGISTRY,
+            ) from None
+        if result.returncode != 0 or not digestfile.exists():
+            stderr = _mask(result.stderr.strip(), password)
+            failure = classify_skopeo(stderr)
+            raise RegistryError(
+                f"cannot push {archive.name} to {ref} (registry {host}): {failure.value}.\n"
+                f"skopeo said: {stderr[-2000:]}\nFix: {_FIXES[failure]}",
+                failure,
+            )
+        return digestfile.read_text().strip()
+
+
+def blob_uploads(log_text: str, repository: str) -> int:
+    """How many blob uploads the registry's access log shows for ``repository`` (each starts with a POST)."""
+    pattern = re.compile(rf'"POST /v2/{re.escape(repository)}/blobs/uploads/')
+    return len(pattern.findall(log_text))
