@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localcluster import components as comp
-from localcluster import network, processes
+from localcluster import network, processes, registry
 from localcluster.errors import ClusterError, StartupError
 from localcluster.gobuild import BuiltBinaries, ensure_binaries
 from localcluster.image_spec import BuiltImage
@@ -37,6 +37,7 @@ ORDER = (
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
+    "registry",
     "containerd",
     "kubelet",
     "kube-proxy",
@@ -48,6 +49,7 @@ STARTUP_TIMEOUTS = {
     "kube-apiserver": 90.0,
     "kube-controller-manager": 60.0,
     "kube-scheduler": 60.0,
+    "registry": 15.0,
     "containerd": 30.0,
     "kubelet": 60.0,
     "kube-proxy": 30.0,
@@ -68,6 +70,7 @@ HEALTH = {
     "kube-apiserver": HealthCheck("https", NODE_IP, 6443, "/readyz"),
     "kube-controller-manager": HealthCheck("https", "127.0.0.1", 10257, "/healthz"),
     "kube-scheduler": HealthCheck("https", "127.0.0.1", 10259, "/healthz"),
+    "registry": HealthCheck("registry", NODE_IP, registry.REGISTRY_PORT, "/v2/"),
     "containerd": HealthCheck("containerd", "", 0, ""),
     "kubelet": HealthCheck("http", "127.0.0.1", 10248, "/healthz"),
     "kube-proxy": HealthCheck("http", "127.0.0.1", 10256, "/healthz"),
@@ -123,6 +126,8 @@ class EmbeddedCluster:
 
     def _probe(self, name: str) -> tuple[bool, str]:
         check = HEALTH[name]
+        if check.scheme == "registry":  # healthy: it asks for credentials (401), over TLS from our CA
+            return registry.probe(f"{check.host}:{check.port}", self.layout.pki / "ca.crt")
         if check.scheme == "containerd":
             result = subprocess.run(
                 ["ctr", "--address", str(self.layout.containerd_socket), "version"],
@@ -197,6 +202,8 @@ class EmbeddedCluster:
         network.apply_sysctls(layout.host_settings)
         network.install_egress_firewall()
         comp.write_pki_and_kubeconfigs(layout)
+        registry.write_registry_files(registry.RegistryFiles.of(layout))
+        registry.write_containerd_registry_hosts(layout)
         comp.write_containerd_config(layout)
         comp.write_cni_config(layout)
         comp.write_kubelet_config(layout)
@@ -220,6 +227,7 @@ class EmbeddedCluster:
             "kube-apiserver": lambda: comp.apiserver_argv(layout, bins),
             "kube-controller-manager": lambda: comp.controller_manager_argv(layout, bins),
             "kube-scheduler": lambda: comp.scheduler_argv(layout, bins),
+            "registry": lambda: registry.registry_argv(registry.RegistryFiles.of(layout)),
             "containerd": lambda: comp.containerd_argv(layout),
             "kubelet": lambda: comp.kubelet_argv(layout, bins),
             "kube-proxy": lambda: comp.kube_proxy_argv(layout, bins),
@@ -323,7 +331,7 @@ class EmbeddedCluster:
         if "containerd" in records:
             step("stop containerd", lambda: processes.stop(records["containerd"], self.layout.pids))
         step("stop containerd shims", self._kill_our_shims)
-        for name in ("kube-apiserver", "etcd"):
+        for name in ("kube-apiserver", "etcd", "registry"):
             if name in records:
                 step(f"stop {name}", functools.partial(processes.stop, records[name], self.layout.pids))
         # Sandboxes found through containerd, plus any whose veth still hangs on our bridge (containerd dead).
@@ -348,6 +356,8 @@ class EmbeddedCluster:
             # Beside the state (paths.stack_storage_dir for the default layout): the stacks' data goes with it.
             stack_storage = self.layout.root.parent / "stack-storage"
             step("wipe the stacks' local storage", lambda: shutil.rmtree(stack_storage, ignore_errors=True))
+            registry_storage = registry.RegistryFiles.of(self.layout).storage
+            step("wipe the registry's storage", lambda: shutil.rmtree(registry_storage, ignore_errors=True))
         return problems
 
     def leftovers(self) -> list[str]:

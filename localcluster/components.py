@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from localcluster import registry
 from localcluster.gobuild import BuiltBinaries
 from localcluster.layout import (
     API_SERVER_URL,
@@ -226,7 +227,7 @@ state = "{layout.containerd_state}"
     bin_dir = "/usr/lib/cni"
     conf_dir = "{layout.cni_conf_dir}"
     max_conf_num = 1
-"""
+{registry.containerd_registry_section(layout)}"""
     path = layout.config / "containerd.toml"
     path.write_text(text)
     return path

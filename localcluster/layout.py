@@ -31,6 +31,7 @@ PORTS: tuple[tuple[str, str, int], ...] = (
     ("kube-apiserver", NODE_IP, 6443),
     ("kube-controller-manager", "127.0.0.1", 10257),
     ("kube-scheduler", "127.0.0.1", 10259),
+    ("registry", NODE_IP, 5443),
     ("kubelet", NODE_IP, 10250),
     ("kubelet healthz", "127.0.0.1", 10248),
     ("kube-proxy metrics", "127.0.0.1", 10249),
