@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from fixtures.access import Storage
-from fixtures.checks import AOI_LONLAT, Consolidation, input_raster, prepare_stored_input, put_input
+from fixtures.checks import AOI_LONLAT, Consolidation, input_raster, prepare_stored, put_input
 from fixtures.config import Settings
 from fixtures.deployed import AutoscalerConfig, ServerConfig, read_container
 from fixtures.stack import Stack
@@ -180,10 +180,12 @@ def test_cancelling_writes_one_flag_per_pending_task(
         f"the server flags cancelled tasks under {root} but the consolidaters ({worker.workload}) look under "
         f"{watched}: cancelled tasks would still be consolidated. Fix: one -cancelledJobs value for both."
     )
-    # Stored and indexed before the consumers pause: a storage or a GDAL that refuses it is named at once.
-    prepared = prepare_stored_input(geocube, stack_storage, deployed_server)
+    # Stored before the consumers pause (a storage that refuses it is named at once); the catalog rows come
+    # after it, like the job: a run interrupted while pausing leaves a live stack's catalog as it was.
+    suffix = secrets.token_hex(4)
+    uri = put_input(stack_storage, deployed_server, suffix)
     with paused_consumers(deployed_stack, deployed_autoscaler):
-        job_id = geocube.start_consolidation(prepared)
+        job_id = geocube.start_consolidation(prepare_stored(geocube, uri, suffix))
         pending = _wait_pending_tasks(geocube, job_id, timeout=120)
         geocube.geocube.CancelJob(geocube.pb.operations.CancelJobRequest(id=job_id), timeout=30)
         flags, states, logs = _wait_flags(geocube, stack_storage, f"{root}/{job_id}_", pending, timeout=120)
