@@ -18,7 +18,6 @@ import enum
 import hashlib
 import json
 import os
-import re
 import secrets
 import shutil
 import socket
@@ -498,9 +497,3 @@ def push(archive: Path, ref: str, files: RegistryFiles | None = None, *, timeout
                 failure,
             )
         return digestfile.read_text().strip()
-
-
-def blob_uploads(log_text: str, repository: str) -> int:
-    """How many blob uploads the registry's access log shows for ``repository`` (each starts with a POST)."""
-    pattern = re.compile(rf'"POST /v2/{re.escape(repository)}/blobs/uploads/')
-    return len(pattern.findall(log_text))
