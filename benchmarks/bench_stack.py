@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
@@ -80,14 +81,15 @@ def bench_deploy(pairs: list[str], repeat: int) -> None:
     """The suites' own deploy path (fixtures.stack): render, apply, wait until ready, delete the namespace."""
     from fixtures.cluster_client import connect
     from fixtures.config import resolve
-    from fixtures.embedded import build_and_import_images, embedded_kubeconfig, remove_storage_dir
+    from fixtures.embedded import build_and_push_images, embedded_kubeconfig, remove_storage_dir
     from fixtures.namespace import DisposableNamespace, namespace_name
+    from fixtures.registry_access import run_pull_secret
     from fixtures.stack import StackChoice, StackDeployer, render_stack, stack_parameters
 
     kube = connect(embedded_kubeconfig(lambda message: print(f"[cluster] {message}", flush=True)), None)
     started = time.monotonic()
-    images = build_and_import_images(lambda message: None)
-    line("build (cached) and import images", time.monotonic() - started)
+    images = build_and_push_images(lambda message: None)
+    line("build (cached) and push images", time.monotonic() - started)
     scratch = Path(tempfile.mkdtemp(prefix="bench-stack-deploy-"))
     try:
         for pair in pairs:
@@ -103,6 +105,9 @@ def bench_deploy(pairs: list[str], repeat: int) -> None:
                 choice = StackChoice.of(settings)
                 params = stack_parameters(settings, images, choice, namespace=name)
                 rendered = render_stack(settings, name, params, choice)
+                pull = run_pull_secret(settings, choice, kube, name)
+                if pull is not None:
+                    rendered = dataclasses.replace(rendered, objects=(pull.manifest, *rendered.objects))
                 namespace.create()
                 try:
                     started = time.monotonic()

@@ -5,7 +5,7 @@ Public surface (everything else is private to the package):
 * :mod:`geocube_stack.gobuild` — :func:`~geocube_stack.gobuild.build_stack_binaries` (``go install`` of
   Geocube's server, consolidater and autoscaler at the pinned version, plus fake-gcs-server);
 * :mod:`geocube_stack.images` — :func:`~geocube_stack.images.build_stack_images`,
-  :func:`~geocube_stack.images.import_stack_images`;
+  :func:`~geocube_stack.images.push_stack_images`;
 * :mod:`geocube_stack.params` — :func:`~geocube_stack.params.render_params`, :data:`~geocube_stack.params.PARAMETERS`,
   :func:`~geocube_stack.params.template_dirs`;
 * :mod:`geocube_stack.protos` — :func:`~geocube_stack.protos.ensure_stubs`.

@@ -30,7 +30,7 @@ from geocube_stack.errors import StackError
 from geocube_stack.gobuild import FAKE_GCS_VERSION, GoBinary, StackBinaries, build_stack_binaries
 from geocube_stack.module import GEOCUBE_VERSION
 from localcluster.image_spec import BuiltImage, DebianBase, ImageSpec
-from localcluster.images import build_image, import_image
+from localcluster.images import build_image
 
 Progress = Callable[[str], None]
 
@@ -204,10 +204,12 @@ def stack_specs(binaries: StackBinaries) -> dict[str, ImageSpec]:
 
 
 def stack_image_refs() -> dict[str, str]:
-    """Component → the reference its image will have, known without building anything (specs record paths only)."""
+    """Component → the reference pods pull it by (the embedded registry's), known without building anything."""
+    from localcluster.registry import registry_ref
+
     unbuilt = GoBinary("unbuilt", Path("/unbuilt"), "", "", cgo=False, seconds=0.0, cold_seconds=0.0)
     specs = stack_specs(StackBinaries(unbuilt, unbuilt, unbuilt, unbuilt))
-    return {key: spec.ref for key, spec in specs.items()}
+    return {key: registry_ref(spec.ref) for key, spec in specs.items()}
 
 
 def build_stack_images(
@@ -244,15 +246,14 @@ def build_stack_images(
     return StackImages(built, binaries, timings)
 
 
-def import_stack_images(
-    images: StackImages, containerd_address: str, progress: Progress | None = None
-) -> dict[str, float]:
-    """Load every image into containerd (a no-op for those already there); returns seconds per image."""
+def push_stack_images(images: StackImages, progress: Progress | None = None) -> dict[str, str]:
+    """Push every image into the embedded registry (only blobs it lacks); component → the reference pods pull."""
+    from localcluster.registry import push, registry_ref
+
     say = progress or (lambda message: None)
-    seconds: dict[str, float] = {}
+    pushed: dict[str, str] = {}
     for key, image in images.images.items():
-        say(f"importing {image.ref}")
-        t0 = time.monotonic()
-        import_image(image.image, containerd_address)
-        seconds[key] = time.monotonic() - t0
-    return seconds
+        pushed[key] = registry_ref(image.ref)
+        say(f"pushing {pushed[key]}")
+        push(image.image.archive, pushed[key])
+    return pushed

@@ -45,7 +45,16 @@ def _image(ref: str) -> str:
 # name, meaning, example: one row per parameter, by the template directory that uses it.
 _PARAMETER_ROWS: Mapping[Scope, tuple[tuple[str, str, str], ...]] = {
     "base": (
-        ("IMAGE_PULL_POLICY", "imagePullPolicy of every container", "IfNotPresent"),
+        (
+            "IMAGE_PULL_POLICY",
+            "imagePullPolicy of every container but the consolidater and autoscaler (Always, as the guide)",
+            "IfNotPresent",
+        ),
+        (
+            "IMAGE_PULL_SECRETS",
+            "imagePullSecrets of every pod (the autoscaler's workers included), as a YAML flow sequence",
+            "[{name: geocube-registry}]",
+        ),
         ("SERVICE_TYPE", "type of the stack's Services (NodePort for --access-mode nodeport)", "ClusterIP"),
         (
             "POSTGIS_IMAGE",
@@ -267,6 +276,7 @@ def default_params(
         raise StackError(f"preset must be one of {sorted(RESOURCE_PRESETS)}. Current input: {preset!r}")
     params: dict[str, str] = {
         "IMAGE_PULL_POLICY": "IfNotPresent",
+        "IMAGE_PULL_SECRETS": "[]",  # public images; the run names its pull Secret (fixtures.pull_secrets)
         "SERVICE_TYPE": "ClusterIP",
         "POSTGRES_USER": "postgres",
         "POSTGRES_PASSWORD": secrets.token_hex(16),

@@ -33,6 +33,7 @@ from pathlib import Path
 import yaml
 
 from localcluster.errors import ClusterError
+from localcluster.image_spec import REF_PREFIX
 from localcluster.layout import NODE_IP, Below, StateLayout, default_layout
 from localcluster.paths import registry_storage_dir
 from localcluster.pki import Identity, issue
@@ -278,11 +279,13 @@ def write_containerd_registry_hosts(layout: StateLayout, host: str = REGISTRY_HO
     """
     path = layout.containerd_registry_hosts / host / "hosts.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
+    # The CA twice: containerd 1.6 tries the [host] first and then falls back to the server, which needs
+    # its own top-level ca, else a 404 (a missing tag) is reported as x509; a top-level ca alone is
+    # ignored for pulls (both seen with ctr --hosts-dir).
+    ca = layout.pki / "ca.crt"
     path.write_text(
-        f'server = "https://{host}"\n\n'
-        f'[host."https://{host}"]\n'
-        '  capabilities = ["pull", "resolve"]\n'
-        f'  ca = "{layout.pki / "ca.crt"}"\n'
+        f'server = "https://{host}"\nca = "{ca}"\n\n'
+        f'[host."https://{host}"]\n  capabilities = ["pull", "resolve"]\n  ca = "{ca}"\n'
     )
     return layout.containerd_registry_hosts
 
@@ -439,6 +442,13 @@ def _error(ref: str, host: str, diagnosis: Diagnosis, *hidden: str) -> RegistryE
 
 
 # ---- push --------------------------------------------------------------------------------------
+def registry_ref(built_ref: str) -> str:
+    """The registry's name of an image the builder names ``localhost/geocube-acceptance/<name>:<tag>``."""
+    if not built_ref.startswith(REF_PREFIX):
+        raise ClusterError(f"{built_ref!r} is not an image of the builder (expected {REF_PREFIX}<name>:<tag>)")
+    return f"{REPOSITORY_PREFIX}/{built_ref.removeprefix(REF_PREFIX)}"
+
+
 def _environment() -> dict[str, str]:
     """skopeo's environment without proxies: a push to the bridge address must never leave the machine."""
     return {key: value for key, value in os.environ.items() if key not in _PROXY_VARIABLES}

@@ -43,7 +43,7 @@ _NAMING_WORDS = frozenset({"name", "names", "ref", "refs", "directory"})  # GeoT
 _WORD_BOUNDARY = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
 
 # Kubernetes fields that name a secret (or a key in it) rather than hold one: readable for diagnosis.
-REFERENCE_FIELDS = frozenset({"key", "secretName", "keyName", "secretKeyRef", "secretRef"})
+REFERENCE_FIELDS = frozenset({"key", "secretName", "keyName", "secretKeyRef", "secretRef", "imagePullSecrets"})
 
 _URL_PASSWORD = re.compile(r"(?P<pre>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]+:)[^@\s/]+(?=@)")
 _AUTHORIZATION = re.compile(

@@ -13,6 +13,7 @@ from fixtures.deployed import AutoscalerConfig
 from fixtures.errors import WaitTimeout, WorkloadFailed
 from fixtures.stack import Stack
 from geocube_stack.client import GeocubeClient
+from suites.platform.images import check_images
 from suites.platform.trial import run_trial_pod
 
 pytestmark = pytest.mark.platform
@@ -149,3 +150,13 @@ def test_workloads_run_as_their_service_accounts(deployed_stack: Stack, evidence
         ]
     evidence.add("service accounts of running pods", running)
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.requirement("PLAT-IMAGES")
+def test_every_image_can_be_pulled_with_the_configured_credentials(deployed_stack: Stack, evidence: Any) -> None:
+    """Each workload's images (the autoscaler's worker template included) are asked of their registry with the
+    pull Secrets the pods name; the digest each pod runs is recorded beside the registry's."""
+    rows, problems = check_images(deployed_stack)
+    evidence.add("images", rows)
+    assert rows, f"namespace {deployed_stack.namespace} holds no workload with images"
+    assert not problems, "images that cannot be pulled as configured:\n  " + "\n  ".join(problems)

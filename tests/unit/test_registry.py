@@ -334,9 +334,12 @@ def test_containerd_trusts_the_cluster_ca_for_the_registry_host(tmp_path: Path) 
     layout = StateLayout(tmp_path)
     hosts_dir = reg.write_containerd_registry_hosts(layout)
     hosts = tomllib.loads((hosts_dir / "10.207.0.1:5443" / "hosts.toml").read_text())
+    # The server's CA too: containerd falls back from the [host] to the server (x509 for a 404 without it).
+    ca = str(tmp_path / "pki/ca.crt")
     assert hosts == {
         "server": "https://10.207.0.1:5443",
-        "host": {"https://10.207.0.1:5443": {"capabilities": ["pull", "resolve"], "ca": str(tmp_path / "pki/ca.crt")}},
+        "ca": ca,
+        "host": {"https://10.207.0.1:5443": {"capabilities": ["pull", "resolve"], "ca": ca}},
     }
     section = tomllib.loads(reg.containerd_registry_section(layout))
     assert section == {"plugins": {"io.containerd.grpc.v1.cri": {"registry": {"config_path": str(hosts_dir)}}}}

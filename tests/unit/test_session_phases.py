@@ -36,7 +36,7 @@ def embedded_run(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, build: Callable[..., dict[str, str]], *args: str
 ) -> pytest.RunResult:
     """Run one check that needs the embedded images, with ``build`` standing in for the real build."""
-    monkeypatch.setattr(fixtures.embedded, "build_and_import_images", build)
+    monkeypatch.setattr(fixtures.embedded, "build_and_push_images", build)
     monkeypatch.setattr(fixtures.build, "embedded_kubeconfig", lambda progress=None: pytester.path / "kubeconfig")
     pytester.makepyfile(test_check=CHECK_NEEDING_IMAGES)
     return pytester.runpytest("-p", "fixtures.plugin", "-p", "no:asyncio", "-p", "no:cacheprovider", *args)
@@ -125,7 +125,7 @@ def test_a_template_error_stops_the_run_before_the_build_and_before_any_namespac
     def no_build(progress: Callable[[str], None]) -> dict[str, str]:
         raise AssertionError("the build ran although a template cannot be rendered")
 
-    monkeypatch.setattr(fixtures.embedded, "build_and_import_images", no_build)
+    monkeypatch.setattr(fixtures.embedded, "build_and_push_images", no_build)
     monkeypatch.setattr(fixtures.build, "embedded_kubeconfig", lambda progress=None: pytest.fail("cluster used"))
     manifests = tmp_path / "manifests"
     manifests.mkdir()
