@@ -73,7 +73,7 @@ class Finding:
             return None
         if self.registry_failure in _REACHABILITY and self.pod_digests:
             return None  # this machine cannot ask, but the node pulled it
-        host = parse_image(self.use.image).host
+        host = _host(self.use.image)
         return (
             f"{self.registry_said} (used by {', '.join(self.use.containers)}). "
             f"Fix: {_FIXES[self.registry_failure].format(host=host)}"
@@ -157,12 +157,16 @@ def read_auths(stack: Stack, names: Iterable[str]) -> tuple[dict[str, dict[str, 
 
 def ask_registry(finding: Finding, auths: Mapping[str, Mapping[str, Credentials]], ca_file: Path | None) -> None:
     """The registry's digest for the image, asked with the first credentials its pull Secrets hold for the host."""
-    image = parse_image(finding.use.image)
-    credentials = next(
-        (c for name in sorted(finding.use.secrets) if (c := credentials_for(image, auths.get(name, {}))) is not None),
-        None,
-    )
     try:
+        image = parse_image(finding.use.image)
+        credentials = next(
+            (
+                c
+                for name in sorted(finding.use.secrets)
+                if (c := credentials_for(image, auths.get(name, {}))) is not None
+            ),
+            None,
+        )
         finding.registry_digest = manifest_digest(finding.use.image, credentials, ca_file=ca_file)
     except RegistryAnswerError as err:
         finding.registry_failure = err.failure
@@ -192,11 +196,19 @@ def observe_pods(stack: Stack, findings: Mapping[str, Finding]) -> None:
             if waiting is not None and waiting.reason in _PULL_WAITING:
                 said = _pull_event(stack, pod.metadata.name) or waiting.message or waiting.reason
                 cause = pull_failure_cause(said)
-                host = parse_image(finding.use.image).host
+                host = _host(finding.use.image)
                 finding.pull_errors.append(
                     f"pod {where} cannot pull {finding.use.image}: {cause.value} ({said}). "
                     f"Fix: {_FIXES[cause].format(host=host)}"
                 )
+
+
+def _host(image: str) -> str:
+    """The registry host of ``image``; for a name the runtime cannot parse either, its first component."""
+    try:
+        return parse_image(image).host
+    except PullSecretError:
+        return image.partition("/")[0]
 
 
 def _spec_image(pod: Any, container: str) -> str:
@@ -220,22 +232,24 @@ def _event_time(event: Any) -> str:
     return str(event.last_timestamp or event.event_time or event.metadata.creation_timestamp or "")
 
 
-def ca_for(host: str) -> Path | None:
-    """The CA to verify ``host`` with: the embedded cluster's for its registry, else the system's (None)."""
+def ca_for(host: str, registry_ca: Path | None) -> Path | None:
+    """The CA trusted beside the system's for ``host``: --registry-ca, else the embedded cluster's for its registry."""
     from localcluster.layout import default_layout
     from localcluster.registry import REGISTRY_HOST
 
+    if registry_ca is not None:
+        return registry_ca
     ca = default_layout().pki / "ca.crt"
     return ca if host == REGISTRY_HOST and ca.is_file() else None
 
 
-def check_images(stack: Stack) -> tuple[list[dict[str, Any]], list[str]]:
+def check_images(stack: Stack, registry_ca: Path | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """PLAT-IMAGES: the evidence rows and the problems (secrets unusable, images that cannot be pulled)."""
     uses = image_uses(stack)
     auths, problems = read_auths(stack, (name for use in uses.values() for name in use.secrets))
     findings = {image: Finding(use) for image, use in uses.items()}
     for finding in findings.values():
-        ask_registry(finding, auths, ca_for(parse_image(finding.use.image).host))
+        ask_registry(finding, auths, ca_for(_host(finding.use.image), registry_ca))
     observe_pods(stack, findings)
     problems += [p for f in findings.values() if (p := f.problem()) is not None]
     return [f.row() for f in findings.values()], problems

@@ -153,10 +153,12 @@ def test_workloads_run_as_their_service_accounts(deployed_stack: Stack, evidence
 
 
 @pytest.mark.requirement("PLAT-IMAGES")
-def test_every_image_can_be_pulled_with_the_configured_credentials(deployed_stack: Stack, evidence: Any) -> None:
+def test_every_image_can_be_pulled_with_the_configured_credentials(
+    deployed_stack: Stack, geocube_settings: Settings, evidence: Any
+) -> None:
     """Each workload's images (the autoscaler's worker template included) are asked of their registry with the
     pull Secrets the pods name; the digest each pod runs is recorded beside the registry's."""
-    rows, problems = check_images(deployed_stack)
+    rows, problems = check_images(deployed_stack, geocube_settings.registry_ca)
     evidence.add("images", rows)
     assert rows, f"namespace {deployed_stack.namespace} holds no workload with images"
     assert not problems, "images that cannot be pulled as configured:\n  " + "\n  ".join(problems)
