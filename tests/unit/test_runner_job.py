@@ -89,3 +89,35 @@ def test_the_runner_image_holds_the_runtime_dependencies_and_no_dev_tools() -> N
     names = {d.metadata["Name"].lower() for d in runtime_distributions()}
     assert {"pytest", "kubernetes", "grpcio", "psycopg", "psycopg-binary", "google-cloud-pubsub"} <= names
     assert not names & {"ruff", "mypy", "types-pyyaml"}
+
+
+def test_registry_files_are_carried_into_the_pod_not_passed_as_paths(tmp_path: Path) -> None:
+    """--registry-config becomes a pull Secret in the runner's namespace, --registry-ca a file beside the params."""
+    import base64
+    import json
+
+    from fixtures.runner_job import REGISTRY_CA_KEY, _registry_ca, _runner_pull_secret
+
+    token = base64.b64encode(b"puller:pw-carried-1").decode()
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {"registry.example:5000": {"auth": token}}}))
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n")
+    settings = settings_from(
+        tmp_path,
+        {
+            "geocube_access_mode": "in-cluster",
+            "geocube_kubeconfig": str(tmp_path / "kubeconfig"),
+            "geocube_registry_config": "config.json",
+            "geocube_registry_ca": "ca.pem",
+        },
+    )
+    args = pod_arguments(settings, [], tmp_path)
+    assert not [a for a in args if "registry" in a], args  # the launcher adds them as the pod's own paths
+    secret = _runner_pull_secret(settings)
+    assert secret is not None and secret["type"] == "kubernetes.io/dockerconfigjson"
+    ca = _registry_ca(settings)
+    objects = runner_objects("ns", "r1", "runner:1", [], "params", ca)
+    params = next(o for o in objects if o["kind"] == "Secret")
+    assert params["stringData"][REGISTRY_CA_KEY] == ca
+    mounts = next(o for o in objects if o["kind"] == "Job")["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert {"name": "params", "mountPath": f"/etc/geocube-acceptance/{REGISTRY_CA_KEY}", "subPath": REGISTRY_CA_KEY,
+            "readOnly": True} in mounts  # fmt: skip
