@@ -296,7 +296,8 @@ def write_kubelet_config(layout: StateLayout) -> Path:
         "maxPods": 110,
         "podPidsLimit": 4096,
         "serializeImagePulls": False,
-        # Images are imported, never pulled: the kubelet must not garbage-collect them.
+        # No image GC: the pause image is imported (nothing could pull it back), and the stack's images,
+        # pulled from the embedded registry, stay for the next run instead of being pulled again.
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
         "evictionHard": {

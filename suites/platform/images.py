@@ -26,6 +26,7 @@ from fixtures.pull_secrets import (
     manifest_digest,
     parse_image,
     pull_failure_cause,
+    pull_fix,
 )
 from fixtures.stack import Stack
 from localcluster.registry import Credentials, Failure
@@ -33,15 +34,6 @@ from localcluster.registry import Credentials, Failure
 REQUEST_TIMEOUT = 15.0
 _PULL_WAITING = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName")
 _REACHABILITY = (Failure.UNKNOWN_REGISTRY, Failure.TLS)
-_FIXES = {
-    Failure.UNAUTHORIZED: "give the workload's pods a pull Secret with working credentials for {host} "
-    "(imagePullSecrets on the pod template, or on its ServiceAccount; --image-pull-secret or --registry-config)",
-    Failure.NOT_FOUND: "push the image, or correct its repository or tag in the workload",
-    Failure.UNKNOWN_REGISTRY: "check the host name and port, and that the nodes can reach {host}",
-    Failure.TLS: "the nodes' container runtime must trust {host}'s certificate (its CA in containerd's hosts.toml "
-    "or the system trust store)",
-    Failure.OTHER: "read the pod's events (kubectl describe pod)",
-}
 
 
 @dataclass
@@ -76,7 +68,7 @@ class Finding:
         host = _host(self.use.image)
         return (
             f"{self.registry_said} (used by {', '.join(self.use.containers)}). "
-            f"Fix: {_FIXES[self.registry_failure].format(host=host)}"
+            f"Fix: {pull_fix(self.registry_failure, host)}"
         )
 
     def row(self) -> dict[str, Any]:
@@ -198,8 +190,7 @@ def observe_pods(stack: Stack, findings: Mapping[str, Finding]) -> None:
                 cause = pull_failure_cause(said)
                 host = _host(finding.use.image)
                 finding.pull_errors.append(
-                    f"pod {where} cannot pull {finding.use.image}: {cause.value} ({said}). "
-                    f"Fix: {_FIXES[cause].format(host=host)}"
+                    f"pod {where} cannot pull {finding.use.image}: {cause.value} ({said}). Fix: {pull_fix(cause, host)}"
                 )
 
 

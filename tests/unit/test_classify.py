@@ -69,7 +69,21 @@ def running(name: str = "apiserver", **extra: Any) -> dict[str, Any]:
     ("reason", "message", "expected"),
     [
         ("ImagePullBackOff", 'Back-off pulling image "x"', "image localhost/geocube-server:v1.0.3: Back-off pulling"),
-        ("ErrImagePull", "rpc error: not found", "image localhost/geocube-server:v1.0.3: rpc error: not found"),
+        (
+            "ErrImagePull",
+            "rpc error: not found",
+            "image localhost/geocube-server:v1.0.3: not found: rpc error: not found. Fix: push",
+        ),
+        (
+            "ErrImagePull",
+            "failed to authorize: 401 Unauthorized",
+            "unauthorized: failed to authorize: 401 Unauthorized. Fix: give",
+        ),
+        (
+            "ErrImagePull",
+            "x509: certificate signed by unknown authority",
+            "TLS: x509: certificate signed by unknown authority. Fix: the nodes'",
+        ),
         ("ErrImageNeverPull", "", "imagePullPolicy is Never and the image is not present on the node"),
         ("InvalidImageName", "", "the image reference is malformed"),
         ("CreateContainerConfigError", 'secret "db" not found', 'secret "db" not found'),
