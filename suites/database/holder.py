@@ -63,7 +63,10 @@ class ConnectionHolder:
     def _create(self, labels: dict[str, str]) -> None:
         kube, namespace, server = self.stack.kube, self.stack.namespace, self.server
         pod_name, _ = service_pod(kube, namespace, server.db_host, server.db_port)
-        image = kube.core.read_namespaced_pod(pod_name, namespace, _request_timeout=15).spec.containers[0].image
+        database = kube.core.read_namespaced_pod(pod_name, namespace, _request_timeout=15).spec
+        image = database.containers[0].image
+        # The database's own pull Secrets: its image may come from a private registry.
+        pull_secrets = [{"name": s.name} for s in database.image_pull_secrets or []]
         kube.core.create_namespaced_secret(
             namespace,
             {"metadata": {"name": self.name, "labels": labels}, "stringData": {"password": server.db_password}},
@@ -86,6 +89,7 @@ class ConnectionHolder:
                 "activeDeadlineSeconds": 600,
                 "terminationGracePeriodSeconds": 0,
                 "automountServiceAccountToken": False,
+                "imagePullSecrets": pull_secrets,
                 "containers": [
                     {
                         "name": "holder",
