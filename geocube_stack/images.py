@@ -247,13 +247,18 @@ def build_stack_images(
 
 
 def push_stack_images(images: StackImages, progress: Progress | None = None) -> dict[str, str]:
-    """Push every image into the embedded registry (only blobs it lacks); component → the reference pods pull."""
-    from localcluster.registry import push, registry_ref
+    """Push every image the registry does not serve yet (only the blobs it lacks); component → the ref pods pull.
+
+    A tag that already names the archive's manifest is left alone: one manifest request (~10 ms) instead of a
+    skopeo run (~0.3 s), since the builder's archives are reproducible.
+    """
+    from localcluster.registry import push, registry_ref, served_digest
 
     say = progress or (lambda message: None)
     pushed: dict[str, str] = {}
     for key, image in images.images.items():
         pushed[key] = registry_ref(image.ref)
-        say(f"pushing {pushed[key]}")
-        push(image.image.archive, pushed[key])
+        if served_digest(pushed[key]) != image.image.manifest_digest:
+            say(f"pushing {pushed[key]}")
+            push(image.image.archive, pushed[key])
     return pushed

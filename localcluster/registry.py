@@ -472,6 +472,18 @@ def push_argv(files: RegistryFiles, archive: Path, ref: str, digestfile: Path, s
     ]
 
 
+def served_digest(ref: str, files: RegistryFiles | None = None) -> str | None:
+    """The manifest digest the registry serves for ``ref``; None when it has no such tag (other failures raise)."""
+    files = files or RegistryFiles.of(default_layout())
+    user, password = pull_credentials(files)
+    try:
+        return manifest_digest(ref, user, password, ca_file=files.ca_file)
+    except RegistryError as err:
+        if err.failure == Failure.NOT_FOUND:
+            return None
+        raise
+
+
 def push(archive: Path, ref: str, files: RegistryFiles | None = None, *, timeout: float = 900.0) -> str:
     """Copy an OCI archive to ``ref`` and return the manifest digest the registry stored.
 

@@ -193,6 +193,14 @@ def test_a_push_returns_the_digest_the_registry_serves_and_the_archive_names(
     assert reg.manifest_digest(ref, *reg.pull_credentials(server.files), ca_file=server.files.ca_file) == digest
 
 
+def test_served_digest_says_which_manifest_a_tag_names_and_none_for_a_missing_tag(
+    server: Server, pushed: tuple[str, str]
+) -> None:
+    ref, digest = pushed
+    assert reg.served_digest(ref, server.files) == digest  # the push is skipped when this equals the archive's
+    assert reg.served_digest(ref.replace(":1", ":never-pushed"), server.files) is None
+
+
 def test_a_second_push_uploads_no_blob(server: Server, archive: Path, pushed: tuple[str, str]) -> None:
     ref, digest = pushed
     repository = reg.parse_reference(ref)[1]
