@@ -15,7 +15,6 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,11 +30,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from fixtures import pull_secrets as ps
 from fixtures.errors import HarnessError
 from geocube_acceptance.errors import AcceptanceError
-from localcluster import processes
 from localcluster import registry as reg
 from localcluster.pki import Identity, ensure_ca, issue
 from reports.masking import Masker
-from tests.unit.test_registry import MISSING_TOOLS, Server, _free_port, _small_oci_archive
+from tests.unit.test_registry import MISSING_TOOLS, Server, _free_port, _small_oci_archive, basic_registry, serving
 
 PASSWORD = "s3cr3t-Pa55word"
 USER = "robot"
@@ -374,37 +372,13 @@ ISSUER = "geocube-acceptance-test-token-issuer"
 SERVICE = "geocube-acceptance-test-registry"
 
 
-@contextmanager
-def _serving(name: str, config: Path, root: Path, host: str, ca_file: Path) -> Iterator[processes.ProcessRecord]:
-    """docker-registry with ``config``, healthy (GET /v2/ answers 401) within 10 s; stopped by its pid."""
-    record = processes.start(name, [str(reg.REGISTRY_BINARY), "serve", str(config)], root / "pids", root / "logs")
-    try:
-        deadline, answer = time.monotonic() + 10, ""
-        while time.monotonic() < deadline:
-            assert processes.is_alive(record), f"docker-registry exited:\n{processes.tail(record.log)}"
-            healthy, answer = reg.probe(host, ca_file)
-            if healthy:
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail(f"docker-registry not healthy after 10s ({answer}):\n{processes.tail(record.log)}")
-        yield record
-    finally:
-        processes.stop(record, root / "pids", grace=5)
-
-
 @pytest.fixture(scope="module")
 def basic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The embedded cluster's kind of registry (htpasswd, Basic auth) with a test CA, on 127.0.0.1."""
     if MISSING_TOOLS:
         pytest.skip(f"not installed: {', '.join(MISSING_TOOLS)} (.ci/setup installs them)")
-    root = tmp_path_factory.mktemp("registry")
-    ensure_ca(root / "pki")
-    files = reg.RegistryFiles(root / "config", root / "storage", root / "pki")
-    host = f"127.0.0.1:{_free_port()}"
-    credentials = reg.write_registry_files(files, host)
-    with _serving("registry", files.config, root, host, files.ca_file) as record:
-        yield Server(host, files, credentials, record)
+    with basic_registry(tmp_path_factory.mktemp("registry")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -521,7 +495,7 @@ def bearer(basic: Server, token_service: TokenService, pushed: tuple[str, str]) 
     }
     root.mkdir()
     (root / "config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    with _serving("registry-token", root / "config.yml", root, host, basic.files.ca_file):
+    with serving("registry-token", root / "config.yml", root, host, basic.files.ca_file):
         yield host
 
 

@@ -16,6 +16,7 @@ import time
 import tomllib
 import urllib.error
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,32 +141,42 @@ def _archive_manifest_digest(archive: Path) -> str:
         return digest
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A docker-registry of our config on 127.0.0.1 and a free port, with a test CA; stopped by its pid."""
-    if MISSING_TOOLS:
-        pytest.skip(f"not installed: {', '.join(MISSING_TOOLS)} (.ci/setup installs them)")
-    root = tmp_path_factory.mktemp("registry")
-    ensure_ca(root / "pki")
-    files = reg.RegistryFiles(root / "config", root / "storage", root / "pki")
-    host = f"127.0.0.1:{_free_port()}"
-    credentials = reg.write_registry_files(files, host)
-    record: processes.ProcessRecord | None = None
+@contextmanager
+def serving(name: str, config: Path, root: Path, host: str, ca_file: Path) -> Iterator[processes.ProcessRecord]:
+    """docker-registry with ``config``, healthy (GET /v2/ answers 401) within 10 s; stopped by its pid."""
+    record = processes.start(name, [str(reg.REGISTRY_BINARY), "serve", str(config)], root / "pids", root / "logs")
     try:
-        record = processes.start("registry", reg.registry_argv(files), root / "pids", root / "logs")
         deadline, answer = time.monotonic() + 10, ""
         while time.monotonic() < deadline:
             assert processes.is_alive(record), f"docker-registry exited:\n{processes.tail(record.log)}"
-            healthy, answer = reg.probe(host, files.ca_file)
+            healthy, answer = reg.probe(host, ca_file)
             if healthy:
                 break
             time.sleep(0.05)
         else:
             pytest.fail(f"docker-registry not healthy after 10s ({answer}):\n{processes.tail(record.log)}")
-        yield Server(host, files, credentials, record)
+        yield record
     finally:
-        if record is not None:
-            processes.stop(record, root / "pids", grace=5)
+        processes.stop(record, root / "pids", grace=5)
+
+
+@contextmanager
+def basic_registry(root: Path) -> Iterator[Server]:
+    """A docker-registry of our config (htpasswd, Basic auth) on 127.0.0.1 and a free port, with a test CA."""
+    ensure_ca(root / "pki")
+    files = reg.RegistryFiles(root / "config", root / "storage", root / "pki")
+    host = f"127.0.0.1:{_free_port()}"
+    credentials = reg.write_registry_files(files, host)
+    with serving("registry", files.config, root, host, files.ca_file) as record:
+        yield Server(host, files, credentials, record)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    if MISSING_TOOLS:
+        pytest.skip(f"not installed: {', '.join(MISSING_TOOLS)} (.ci/setup installs them)")
+    with basic_registry(tmp_path_factory.mktemp("registry")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
