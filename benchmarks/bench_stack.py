@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import shutil
 import sys
@@ -107,7 +106,7 @@ def bench_deploy(pairs: list[str], repeat: int) -> None:
                 rendered = render_stack(settings, name, params, choice)
                 pull = run_pull_secret(settings, choice, kube, name)
                 if pull is not None:
-                    rendered = dataclasses.replace(rendered, objects=(pull.manifest, *rendered.objects))
+                    rendered = pull.beside(rendered)
                 namespace.create()
                 try:
                     started = time.monotonic()

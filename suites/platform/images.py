@@ -23,6 +23,7 @@ from fixtures.pull_secrets import (
     RegistryAnswerError,
     auths_of_secret,
     credentials_for,
+    image_host,
     manifest_digest,
     parse_image,
     pull_failure_cause,
@@ -65,7 +66,7 @@ class Finding:
             return None
         if self.registry_failure in _REACHABILITY and self.pod_digests:
             return None  # this machine cannot ask, but the node pulled it
-        host = _host(self.use.image)
+        host = image_host(self.use.image)
         return (
             f"{self.registry_said} (used by {', '.join(self.use.containers)}). "
             f"Fix: {pull_fix(self.registry_failure, host)}"
@@ -188,18 +189,10 @@ def observe_pods(stack: Stack, findings: Mapping[str, Finding]) -> None:
             if waiting is not None and waiting.reason in _PULL_WAITING:
                 said = _pull_event(stack, pod.metadata.name) or waiting.message or waiting.reason
                 cause = pull_failure_cause(said)
-                host = _host(finding.use.image)
+                host = image_host(finding.use.image)
                 finding.pull_errors.append(
                     f"pod {where} cannot pull {finding.use.image}: {cause.value} ({said}). Fix: {pull_fix(cause, host)}"
                 )
-
-
-def _host(image: str) -> str:
-    """The registry host of ``image``; for a name the runtime cannot parse either, its first component."""
-    try:
-        return parse_image(image).host
-    except PullSecretError:
-        return image.partition("/")[0]
 
 
 def _spec_image(pod: Any, container: str) -> str:
@@ -240,7 +233,7 @@ def check_images(stack: Stack, registry_ca: Path | None = None) -> tuple[list[di
     auths, problems = read_auths(stack, (name for use in uses.values() for name in use.secrets))
     findings = {image: Finding(use) for image, use in uses.items()}
     for finding in findings.values():
-        ask_registry(finding, auths, ca_for(_host(finding.use.image), registry_ca))
+        ask_registry(finding, auths, ca_for(image_host(finding.use.image), registry_ca))
     observe_pods(stack, findings)
     problems += [p for f in findings.values() if (p := f.problem()) is not None]
     return [f.row() for f in findings.values()], problems
