@@ -18,6 +18,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from fixtures.cluster_client import event_time
 from fixtures.pull_secrets import (
     PullSecretError,
     RegistryAnswerError,
@@ -208,12 +209,8 @@ def _pull_event(stack: Stack, pod: str) -> str:
     events = stack.kube.core.list_namespaced_event(
         stack.namespace, field_selector=f"involvedObject.name={pod},reason=Failed", _request_timeout=REQUEST_TIMEOUT
     ).items
-    messages = [e.message for e in sorted(events, key=_event_time) if "pull" in (e.message or "").lower()]
+    messages = [e.message for e in sorted(events, key=event_time) if "pull" in (e.message or "").lower()]
     return messages[-1] if messages else ""
-
-
-def _event_time(event: Any) -> str:
-    return str(event.last_timestamp or event.event_time or event.metadata.creation_timestamp or "")
 
 
 def ca_for(host: str, registry_ca: Path | None) -> Path | None:
