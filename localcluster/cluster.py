@@ -3,6 +3,9 @@
 ``up`` is idempotent and exception-safe: cleanup of a crashed previous run happens first, and a
 failure half-way tears down whatever was already started (testcontainers' ``start()`` discipline).
 ``down`` removes exactly what ``up`` created, by exact name or recorded id.
+
+Simulated nodes (``up --fake-nodes N``, :mod:`localcluster.kwok`) are optional: kwok starts last, only
+when asked for, and the count is kept in the state so that ``status`` expects kwok only then.
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ import shutil
 import ssl
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from localcluster import components as comp
-from localcluster import network, processes, registry
+from localcluster import kwok, network, processes, registry
 from localcluster.errors import ClusterError, StartupError
 from localcluster.gobuild import BuiltBinaries, ensure_binaries
 from localcluster.image_spec import BuiltImage
@@ -31,7 +35,7 @@ from localcluster.preflight import run_preflight
 
 Progress = Callable[[str], None]
 
-# Start order; ``down`` stops in reverse.
+# Start order; ``down`` stops in reverse. Those in OPTIONAL start only when asked for (see components()).
 ORDER = (
     "etcd",
     "kube-apiserver",
@@ -42,7 +46,9 @@ ORDER = (
     "kubelet",
     "kube-proxy",
     "coredns",
+    "kwok",
 )
+OPTIONAL = frozenset({"kwok"})
 
 STARTUP_TIMEOUTS = {
     "etcd": 30.0,
@@ -54,6 +60,7 @@ STARTUP_TIMEOUTS = {
     "kubelet": 60.0,
     "kube-proxy": 30.0,
     "coredns": 30.0,
+    "kwok": 30.0,
 }
 
 
@@ -75,7 +82,19 @@ HEALTH = {
     "kubelet": HealthCheck("http", "127.0.0.1", 10248, "/healthz"),
     "kube-proxy": HealthCheck("http", "127.0.0.1", 10256, "/healthz"),
     "coredns": HealthCheck("http", "127.0.0.1", 18181, "/ready"),
+    "kwok": HealthCheck("http", "127.0.0.1", kwok.KWOK_PORT, kwok.KWOK_HEALTH_PATH),
 }
+
+# Environment additions of a component, beyond this process's own (less any proxy).
+COMPONENT_ENV: dict[str, Callable[[StateLayout], dict[str, str]]] = {"kwok": kwok.kwok_env}
+
+
+def components(fake_nodes: int, recorded: Collection[str] = ()) -> tuple[str, ...]:
+    """The components a cluster with ``fake_nodes`` simulated nodes runs, in start order.
+
+    An optional one that has a process record is listed too, whatever was asked: if it runs, it is ours.
+    """
+    return tuple(name for name in ORDER if name not in OPTIONAL or fake_nodes > 0 or name in recorded)
 
 
 @dataclass(frozen=True)
@@ -106,10 +125,14 @@ class EmbeddedCluster:
     def _records(self) -> dict[str, processes.ProcessRecord]:
         return {r.name: r for r in processes.load(self.layout.pids)}
 
+    def components(self) -> tuple[str, ...]:
+        """The components this cluster runs (kwok only when its ``up`` asked for fake nodes)."""
+        return components(kwok.load_fake_nodes(self.layout), self._records())
+
     def status(self) -> list[ComponentStatus]:
         records = self._records()
         result = []
-        for name in ORDER:
+        for name in self.components():
             record = records.get(name)
             running = record is not None and processes.is_alive(record)
             healthy, answer = self._probe(name) if running else (False, "")
@@ -122,7 +145,12 @@ class EmbeddedCluster:
         return all(s.healthy for s in self.status())
 
     def _has_leftovers(self) -> bool:
-        return bool(self._records()) or network.bridge_exists() or bool(self._our_mounts())
+        return (
+            bool(self._records())
+            or network.bridge_exists()
+            or bool(self._our_mounts())
+            or network.unreachable_route_exists(kwok.FAKE_NETWORK)
+        )
 
     def _probe(self, name: str) -> tuple[bool, str]:
         check = HEALTH[name]
@@ -159,12 +187,22 @@ class EmbeddedCluster:
             return False, f"{check.scheme}://{check.host}:{check.port}{check.path}: {exc}"
 
     # ---- up ------------------------------------------------------------------------------------
-    def up(self, build_log: Path | None = None) -> Path:
-        """Start the cluster (building what is missing) and return the admin kubeconfig path."""
+    def up(self, build_log: Path | None = None, fake_nodes: int | None = None) -> Path:
+        """Start the cluster (building what is missing) and return the admin kubeconfig path.
+
+        ``fake_nodes``: how many kwok nodes to run beside the real one (0: none, kwok stopped); None keeps
+        what a running cluster has, and starts none.
+        """
+        if fake_nodes is not None:
+            kwok.check_fake_node_count(fake_nodes)  # before anything starts
         if self._records():
+            current = kwok.load_fake_nodes(self.layout)
+            wanted = current if fake_nodes is None else fake_nodes
             statuses = self.status()
             if all(s.healthy for s in statuses):
                 self.progress("embedded cluster already running")
+                if wanted != current:
+                    self._set_fake_nodes(wanted)
                 return self.kubeconfig
             dead = [s.name for s in statuses if not s.running]
             if dead and all(s.healthy for s in statuses if s.running) and network.bridge_exists():
@@ -172,8 +210,11 @@ class EmbeddedCluster:
                 self.progress(f"restarting component(s) that died: {', '.join(dead)}")
                 bins = ensure_binaries(build_log)
                 for name in dead:
-                    self._start(name, self._argv(name, bins), timeout=STARTUP_TIMEOUTS[name])
+                    if name not in OPTIONAL:  # _set_fake_nodes starts kwok if it is wanted
+                        self._start(name, self._argv(name, bins), timeout=STARTUP_TIMEOUTS[name])
                 self._wait_node_ready(timeout=60)
+                if wanted or current:
+                    self._set_fake_nodes(wanted)
                 return self.kubeconfig
         if self._has_leftovers():
             self.progress("found processes, mounts or network objects of a previous run: cleaning them first")
@@ -184,7 +225,7 @@ class EmbeddedCluster:
         self.progress("building or reusing the pause image")
         pause = build_pause_image()
         try:
-            self._start_all(bins, pause)
+            self._start_all(bins, pause, fake_nodes or 0)
         except BaseException:
             # Exception-safe start: nothing half-started survives a failed or interrupted up.
             with contextlib.suppress(Exception):
@@ -192,7 +233,7 @@ class EmbeddedCluster:
             raise
         return self.kubeconfig
 
-    def _start_all(self, bins: BuiltBinaries, pause: BuiltImage) -> None:
+    def _start_all(self, bins: BuiltBinaries, pause: BuiltImage, fake_nodes: int) -> None:
         layout = self.layout
         for directory in (layout.root, layout.logs, layout.pids, layout.config):
             directory.mkdir(parents=True, exist_ok=True)
@@ -211,13 +252,15 @@ class EmbeddedCluster:
         comp.write_corefile(layout)
 
         layout.containerd_state.mkdir(parents=True, exist_ok=True)
-        for name in ORDER:
+        for name in components(0):
             self._start(name, self._argv(name, bins), timeout=STARTUP_TIMEOUTS[name])
             if name == "kube-apiserver":
                 self._apply(comp.BOOTSTRAP_MANIFEST, bins)
             if name == "containerd":
                 import_image(pause, str(layout.containerd_socket))
         self._wait_node_ready(timeout=60)
+        # Also with 0: fake nodes an earlier ``up`` left in etcd (a failed ``down``) are deleted.
+        self._set_fake_nodes(fake_nodes)
         self.progress(f"embedded cluster ready; admin kubeconfig: {self.kubeconfig}")
 
     def _argv(self, name: str, bins: BuiltBinaries) -> list[str]:
@@ -232,8 +275,15 @@ class EmbeddedCluster:
             "kubelet": lambda: comp.kubelet_argv(layout, bins),
             "kube-proxy": lambda: comp.kube_proxy_argv(layout, bins),
             "coredns": lambda: comp.coredns_argv(layout, bins),
+            "kwok": self._kwok_argv,
         }
         return builders[name]()
+
+    def _kwok_argv(self) -> list[str]:
+        """kwok's command line, once its binary, configuration and work directory are in place."""
+        kwok.write_kwok_config(self.layout)
+        kwok.kwok_workdir(self.layout).mkdir(parents=True, exist_ok=True)
+        return kwok.kwok_argv(self.layout, kwok.ensure_kwok(self.progress))
 
     def _start(self, name: str, argv: list[str], timeout: float) -> None:
         self.progress(f"starting {name}")
@@ -241,6 +291,7 @@ class EmbeddedCluster:
         # The cluster must never reach outside through a proxy the user's shell happens to set.
         for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy"):
             env.pop(key, None)
+        env.update(COMPONENT_ENV[name](self.layout) if name in COMPONENT_ENV else {})
         record = processes.start(name, argv, self.layout.pids, self.layout.logs, env=env)
         deadline = time.monotonic() + timeout
         answer = ""
@@ -277,16 +328,25 @@ class EmbeddedCluster:
         del bins
         self.kubectl("apply", "--server-side", "--field-manager=geocube-acceptance", "-f", "-", input_text=manifest)
 
+    @contextlib.contextmanager
+    def _core_api(self) -> Iterator[Any]:
+        """The cluster admin's ``CoreV1Api`` (the Python client), closed after the block."""
+        from kubernetes import client, config
+
+        api_client = config.new_client_from_config(str(self.kubeconfig))
+        try:
+            yield client.CoreV1Api(api_client)
+        finally:
+            api_client.close()
+
     def _wait_node_ready(self, timeout: float) -> None:
         """Watch the node object until its Ready condition is True."""
-        from kubernetes import client, config, watch
+        from kubernetes import watch
 
         self.progress(f"waiting up to {timeout:.0f}s for node {NODE_NAME} to be Ready")
-        api_client = config.new_client_from_config(str(self.kubeconfig))
-        core = client.CoreV1Api(api_client)
         deadline = time.monotonic() + timeout
         last = "node not registered yet"
-        try:
+        with self._core_api() as core:
             while time.monotonic() < deadline:
                 stream = watch.Watch().stream(
                     core.list_node,
@@ -300,12 +360,54 @@ class EmbeddedCluster:
                             last = f"Ready={condition.status} ({condition.reason}: {condition.message})"
                             if condition.status == "True":
                                 return
-        finally:
-            api_client.close()
         raise StartupError(
             f"node {NODE_NAME} was not Ready after {timeout:.0f}s; last condition: {last}.\n"
             f"kubelet log:\n{processes.tail(self.layout.logs / 'kubelet.log', 30)}"
         )
+
+    # ---- fake nodes ----------------------------------------------------------------------------
+    def _set_fake_nodes(self, count: int) -> None:
+        """Run exactly ``count`` fake nodes beside the real one: kwok, its unreachable route, the Node objects.
+
+        0 stops kwok and deletes every fake node, also those an earlier ``up`` left in etcd.
+        """
+        kwok.save_fake_nodes(self.layout, count)  # first: should what follows fail, status and down know
+        if count == 0:
+            self._stop_kwok()
+            with self._core_api() as core:
+                deleted = kwok.delete_fake_nodes(core)
+            if deleted:
+                self.progress(f"deleted {len(deleted)} fake node(s) left from an earlier up: {', '.join(deleted)}")
+            network.remove_unreachable_route(kwok.FAKE_NETWORK)
+            return
+        self.progress(f"network: route {kwok.FAKE_NETWORK} (the fake nodes' and pods' addresses) unreachable")
+        network.add_unreachable_route(kwok.FAKE_NETWORK)
+        record = self._records().get("kwok")
+        if record is None or not processes.is_alive(record):
+            self._start("kwok", self._kwok_argv(), timeout=STARTUP_TIMEOUTS["kwok"])
+        names = kwok.fake_node_names(count)
+        timeout = kwok.FAKE_NODES_READY_TIMEOUT
+        self.progress(f"creating {count} fake node(s) and waiting up to {timeout:.0f}s for them to be Ready")
+        with self._core_api() as core:
+            kwok.delete_fake_nodes(core, keep=names)
+            kwok.create_fake_nodes(core, names)
+            kwok.wait_fake_nodes_ready(core, names, timeout=timeout, log=self.layout.logs / "kwok.log")
+
+    def _stop_kwok(self) -> None:
+        record = self._records().get("kwok")
+        if record is not None:
+            processes.stop(record, self.layout.pids)
+
+    def _delete_fake_nodes_for_down(self, records: dict[str, processes.ProcessRecord]) -> None:
+        """Delete the fake Node objects while the API server still runs: they live in etcd, which outlives down."""
+        apiserver = records.get("kube-apiserver")
+        if apiserver is None or not processes.is_alive(apiserver):
+            raise ClusterError(
+                "the fake Node objects could not be deleted: the API server is not running. They stay in etcd "
+                "until the next `geocube-acceptance cluster up`, which deletes them."
+            )
+        with self._core_api() as core:
+            kwok.delete_fake_nodes(core)
 
     # ---- down ----------------------------------------------------------------------------------
     def down(self, purge: bool = False) -> list[str]:
@@ -319,6 +421,10 @@ class EmbeddedCluster:
             except Exception as exc:  # every step runs; errors are collected, not fatal
                 problems.append(f"{what}: {exc}")
 
+        if "kwok" in records:
+            step("stop kwok", lambda: processes.stop(records["kwok"], self.layout.pids))
+        if "kwok" in records or kwok.fake_nodes_state_path(self.layout).exists():
+            step("delete fake nodes", lambda: self._delete_fake_nodes_for_down(records))
         for name in ("coredns", "kube-proxy", "kube-scheduler", "kube-controller-manager"):
             if name in records:
                 step(f"stop {name}", functools.partial(processes.stop, records[name], self.layout.pids))
@@ -342,6 +448,8 @@ class EmbeddedCluster:
         step("remove kube-proxy rules", self._cleanup_kube_proxy_rules)
         step("remove kubelet rules", network.remove_kubelet_rules)
         step("remove egress firewall", network.remove_egress_firewall)
+        step("remove the fake network's route", lambda: network.remove_unreachable_route(kwok.FAKE_NETWORK))
+        step("forget the fake nodes", lambda: kwok.save_fake_nodes(self.layout, 0))
         step("delete bridge", network.delete_bridge)
         step("restore sysctls", lambda: network.restore_sysctls(self.layout.host_settings))
         step("remove pod cgroups", _remove_kubepods_cgroups)
@@ -369,6 +477,8 @@ class EmbeddedCluster:
             found.append(f"bridge {BRIDGE}")
         if network.egress_firewall_installed():
             found.append(f"iptables jump to {IPTABLES_EGRESS_CHAIN}")
+        if network.unreachable_route_exists(kwok.FAKE_NETWORK):
+            found.append(f"route unreachable {kwok.FAKE_NETWORK}")
         return found
 
     def _ctr(self, *args: str) -> str:

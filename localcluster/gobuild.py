@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import shutil
 import subprocess
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,39 +85,74 @@ def ensure_binaries(log: Path | None = None) -> BuiltBinaries:
 
 
 def _build(target: Path, log: Path | None) -> BuiltBinaries:
+    def link_components(staging: Path) -> None:
+        for component in COMPONENTS:
+            (staging / component).symlink_to("k8s")
+
+    ldflags = _version_ldflags(KUBERNETES_VERSION)
+    output = staging_dir(target) / "k8s"
+    seconds = staged_go_build(
+        target,
+        ["build", "-trimpath", "-tags", "providerless", "-ldflags", ldflags, "-o", str(output), "."],
+        what="the Kubernetes multi-call binary",
+        output="k8s",
+        env={"CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"},
+        cwd=MULTICALL_DIR,
+        log=log,
+        hint="check that the Go module proxy is reachable (GOPROXY) and the disk is not full.",
+        finish=link_components,
+    )
+    return BuiltBinaries(target, seconds)
+
+
+def staging_dir(target: Path) -> Path:
+    """Where a build of ``target`` is made before it is renamed into place (``<target>.partial``)."""
+    return target.with_name(target.name + ".partial")
+
+
+def staged_go_build(
+    target: Path,
+    go_args: Sequence[str],
+    *,
+    what: str,
+    output: str,
+    env: Mapping[str, str],
+    hint: str,
+    cwd: Path | None = None,
+    log: Path | None = None,
+    finish: Callable[[Path], None] | None = None,
+) -> float:
+    """Run ``go *go_args`` into :func:`staging_dir`, then rename it to ``target``; returns the seconds taken.
+
+    A build that fails or is interrupted leaves no ``target`` behind, only the staging directory the next
+    build starts afresh, so a cache hit (``target`` exists) always means a complete build. ``output`` is the
+    file the build must produce in the staging directory; ``env`` is added to this process's environment;
+    ``cwd`` defaults to the staging directory; ``log`` to ``build.log`` in it; ``finish`` completes the
+    staging directory before the rename. The caller holds ``target``'s lock (:func:`buildtools.locked`).
+    """
     go = go_executable()
     if go is None:
         raise BuildError(GO_MISSING)
-    staging = target.with_name(target.name + ".partial")
+    staging = staging_dir(target)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     log_path = log or staging / "build.log"
-    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod")
-    cmd = [
-        go,
-        "build",
-        "-trimpath",
-        "-tags",
-        "providerless",
-        "-ldflags",
-        _version_ldflags(KUBERNETES_VERSION),
-        "-o",
-        str(staging / "k8s"),
-        ".",
-    ]
+    directory = cwd or staging
+    cmd = [go, *go_args]
     started = time.monotonic()
     with log_path.open("wb") as out:
-        result = subprocess.run(cmd, cwd=MULTICALL_DIR, stdout=out, stderr=subprocess.STDOUT, env=env)
-    if result.returncode != 0:
+        result = subprocess.run(cmd, cwd=directory, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, **env))
+    if result.returncode != 0 or not (staging / output).is_file():
         tail = log_path.read_text(errors="replace").splitlines()[-25:]
+        shown_env = " ".join(f"{key}={value}" for key, value in env.items())
         raise BuildError(
-            f"building the Kubernetes multi-call binary failed (exit {result.returncode}).\n"
-            f"command: (cd {MULTICALL_DIR} && {' '.join(cmd)})\nlast lines of {log_path}:\n  "
+            f"building {what} failed (exit {result.returncode}).\n"
+            f"command: (cd {directory} && {shown_env} {shlex.join(cmd)})\nlast lines of {log_path}:\n  "
             + "\n  ".join(tail)
-            + "\nhint: check that the Go module proxy is reachable (GOPROXY) and the disk is not full."
+            + f"\nhint: {hint}"
         )
-    for component in COMPONENTS:
-        (staging / component).symlink_to("k8s")
+    if finish is not None:
+        finish(staging)
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
-    return BuiltBinaries(target, time.monotonic() - started)
+    return time.monotonic() - started

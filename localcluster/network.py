@@ -1,8 +1,11 @@
-"""Host networking of the embedded cluster: our bridge, two sysctls, and the egress firewall.
+"""Host networking of the embedded cluster: our bridge, two sysctls, the egress firewall, the fake network.
 
 Pods get addresses on ``gca0`` from the CNI bridge plugin (no masquerade). Forwarded traffic that
 enters from the bridge and is not addressed to the pod or service range is dropped by our own chain,
-so nothing a pod does leaves this machine. Every object is created under an exact name and removed by it.
+so nothing a pod does leaves this machine. With simulated nodes, their range (``kwok.FAKE_NETWORK``) is an
+``unreachable`` route: no process exists behind those addresses, so a connection to one must fail at once
+(EHOSTUNREACH), not wait for a timeout nor leave through the default route. Every object is created under an
+exact name (a route: its exact prefix and type) and removed by it.
 """
 
 from __future__ import annotations
@@ -138,3 +141,39 @@ def bridge_netns_names() -> list[str]:
     listing = _run("ip", "-o", "link", "show", "master", BRIDGE, check=False).stdout
     names = {line.split("link-netns ")[1].split()[0] for line in listing.splitlines() if "link-netns " in line}
     return sorted(names)
+
+
+def unreachable_route_argv(action: str, cidr: str) -> list[str]:
+    """``ip route add|del unreachable CIDR``: the kernel rejects what is sent there, nothing goes out."""
+    return ["ip", "route", action, "unreachable", cidr]
+
+
+def route_query_argv(cidr: str, route_type: str | None = None) -> list[str]:
+    """The main table's routes for exactly ``cidr`` (of ``route_type`` only, when given), one per line."""
+    return ["ip", "-o", "route", "show", "exact", cidr, *(["type", route_type] if route_type else [])]
+
+
+def unreachable_route_exists(cidr: str) -> bool:
+    return bool(_run(*route_query_argv(cidr, "unreachable"), check=False).stdout.strip())
+
+
+def add_unreachable_route(cidr: str) -> None:
+    """Route ``cidr`` as unreachable; idempotent. Another route of exactly ``cidr`` is the user's: it stays."""
+    if unreachable_route_exists(cidr):
+        return
+    result = _run(*unreachable_route_argv("add", cidr), check=False)
+    if result.returncode != 0:
+        other = _run(*route_query_argv(cidr), check=False).stdout.strip()
+        raise ClusterError(
+            f"`{' '.join(unreachable_route_argv('add', cidr))}` failed (exit {result.returncode}): "
+            f"{result.stderr.strip()}"
+            + (f"; this machine already routes {cidr}: `{other}`" if other else "")
+            + f". The simulated nodes' addresses need {cidr} to themselves. Fix: remove that route, or start "
+            "the cluster without --fake-nodes."
+        )
+
+
+def remove_unreachable_route(cidr: str) -> None:
+    """Remove our ``unreachable`` route of ``cidr``; any other route of that prefix is not ours and stays."""
+    if unreachable_route_exists(cidr):
+        _run(*unreachable_route_argv("del", cidr))

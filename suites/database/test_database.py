@@ -6,6 +6,7 @@ the password its env resolves to), never as the superuser, and leaves the catalo
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from typing import Any
@@ -13,9 +14,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from fixtures.access import APPLICATION_NAME, Database, connection_sqlstate, transaction
-from fixtures.deployed import ServerConfig
+from fixtures.access import APPLICATION_NAME, Database, Storage, connection_sqlstate, transaction
+from fixtures.checks import run_consolidation
+from fixtures.config import Settings
+from fixtures.deployed import AutoscalerConfig, ServerConfig
 from fixtures.stack import Stack
+from geocube_stack.client import GeocubeClient
+from suites.database.capacity import component_selectors, need_of, pods_by_address, sample_while
 from suites.database.holder import ConnectionHolder
 from suites.database.limits import read_limits
 
@@ -234,3 +239,49 @@ def _assert_released(database: Database, timeout: float = 30) -> None:
         + ("no new connection succeeded" if left < 0 else f"{left} connection(s) of the suite were still open"),
         pytrace=False,
     )
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+@pytest.mark.requirement("DB-CAPACITY")
+async def test_connections_suffice_at_the_autoscalers_max(
+    database: Database,
+    deployed_stack: Stack,
+    deployed_server: ServerConfig,
+    deployed_autoscaler: AutoscalerConfig,
+    geocube: GeocubeClient,
+    stack_storage: Storage,
+    geocube_settings: Settings,
+    evidence: Any,
+) -> None:
+    """Workers' connections measured during a real job (pg_stat_activity sampled meanwhile), scaled to -max."""
+    kube, namespace = deployed_stack.kube, deployed_stack.namespace
+    with database.connect(autocommit=True) as conn:
+        limits = read_limits(conn)
+    autoscaler = deployed_autoscaler.workload.partition("/")[2]
+    selectors = component_selectors(kube, namespace, "apiserver", autoscaler, deployed_autoscaler.rc)
+    timeout = geocube_settings.timeouts.wait
+    async with await database.connect_async(autocommit=True) as conn:
+        job = asyncio.ensure_future(
+            asyncio.to_thread(run_consolidation, geocube, stack_storage, deployed_server, timeout=timeout)
+        )
+        samples = await sample_while(
+            conn,
+            lambda: asyncio.to_thread(pods_by_address, kube, namespace, selectors),
+            job,
+            exclude_application=APPLICATION_NAME,
+        )
+        consolidation = await job  # a job that failed fails the check here, in its own words
+    need = need_of(samples, limits, messaging=deployed_server.messaging, maximum=deployed_autoscaler.maximum)
+    evidence.add("job measured", f"{consolidation.job.job_id} ({samples.samples} samples of pg_stat_activity)")
+    evidence.add("peak connections by pod", samples.peaks)
+    evidence.add("capacity", need.evidence())
+    if deployed_server.messaging == "pgqueue":
+        assert need.per_worker > 0, (
+            f"no consolidater connection was seen in {samples.samples} samples during job {consolidation.job.job_id}, "
+            f"although with pgqueue each worker polls pgq_jobs (worker pods seen: "
+            f"{sorted(samples.peaks.get('worker', {})) or 'none'}; addresses of no stack pod: {samples.unknown}). "
+            "Fix: check that the workers reach PostgreSQL directly (no pooler hiding their addresses)."
+        )
+    problem = need.problem()
+    assert problem is None, problem
