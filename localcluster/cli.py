@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help=f"also run N simulated nodes (kwok; 0 to {MAX_FAKE_NODES}, default 0: none). On a running cluster, "
-        "kwok and the fake nodes are started, resized or removed to match",
+        "kwok and the fake nodes are started, resized or removed to match.",
     )
     down = sub.add_parser("down", help="stop every process and remove what up created")
     down.add_argument("--purge", action="store_true", help="also wipe the cluster state (PKI, etcd data, images)")

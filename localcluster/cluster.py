@@ -202,7 +202,7 @@ class EmbeddedCluster:
             if all(s.healthy for s in statuses):
                 self.progress("embedded cluster already running")
                 if wanted != current:
-                    self._set_fake_nodes(wanted)
+                    self._resize_fake_nodes(wanted)
                 return self.kubeconfig
             dead = [s.name for s in statuses if not s.running]
             if dead and all(s.healthy for s in statuses if s.running) and network.bridge_exists():
@@ -214,7 +214,7 @@ class EmbeddedCluster:
                         self._start(name, self._argv(name, bins), timeout=STARTUP_TIMEOUTS[name])
                 self._wait_node_ready(timeout=60)
                 if wanted or current:
-                    self._set_fake_nodes(wanted)
+                    self._resize_fake_nodes(wanted)
                 return self.kubeconfig
         if self._has_leftovers():
             self.progress("found processes, mounts or network objects of a previous run: cleaning them first")
@@ -392,6 +392,15 @@ class EmbeddedCluster:
             kwok.delete_fake_nodes(core, keep=names)
             kwok.create_fake_nodes(core, names)
             kwok.wait_fake_nodes_ready(core, names, timeout=timeout, log=self.layout.logs / "kwok.log")
+
+    def _resize_fake_nodes(self, count: int) -> None:
+        """:meth:`_set_fake_nodes` on a running cluster: if it fails, no half of kwok stays; the cluster runs on."""
+        try:
+            self._set_fake_nodes(count)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._set_fake_nodes(0)
+            raise
 
     def _stop_kwok(self) -> None:
         record = self._records().get("kwok")

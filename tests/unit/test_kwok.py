@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kubernetes.client import V1Node, V1NodeCondition, V1NodeStatus, V1ObjectMeta
 
-from localcluster import kwok
-from localcluster.errors import BuildError
+from localcluster import gobuild, kwok
+from localcluster.errors import BuildError, ClusterError
 from localcluster.layout import POD_CIDR, PORTS, SERVICE_CIDR, StateLayout
 
 
@@ -48,12 +49,79 @@ def test_build_failure_names_the_log_and_the_fix(monkeypatch: pytest.MonkeyPatch
     fake_go = tmp_path / "go"
     fake_go.write_text("#!/bin/sh\necho 'go: module lookup disabled' >&2\nexit 1\n")
     fake_go.chmod(0o755)
-    monkeypatch.setattr(kwok, "go_executable", lambda: str(fake_go))
+    monkeypatch.setattr(gobuild, "go_executable", lambda: str(fake_go))
     with pytest.raises(BuildError) as caught:
         kwok.ensure_kwok()
     message = str(caught.value)
     assert "build.log" in message and "module lookup disabled" in message and "GOPROXY" in message
+    assert f"sigs.k8s.io/kwok/cmd/kwok@{kwok.KWOK_VERSION}" in message and "GOWORK=off" in message
     assert not (kwok.kwok_dir() / "kwok").exists()
+
+
+def _go_script(tmp_path: Path, body: str) -> Path:
+    """A stand-in for ``go``: a shell script that logs its arguments and does ``body``."""
+    script = tmp_path / "go"
+    script.write_text(f'#!/bin/sh\necho "go $*"\n{body}\n')
+    script.chmod(0o755)
+    return script
+
+
+def test_kwok_is_built_by_the_shared_staged_build(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("GEOCUBE_ACCEPTANCE_CACHE", str(tmp_path / "cache"))
+    go = _go_script(tmp_path, 'test "$GOWORK" = off && test -z "$GOFLAGS" && printf bin > "$GOBIN/kwok"')
+    monkeypatch.setattr(gobuild, "go_executable", lambda: str(go))
+    binary = kwok.ensure_kwok()
+    assert binary.path == kwok.kwok_dir() / "kwok" and binary.path.read_text() == "bin" and binary.seconds > 0
+    log = (kwok.kwok_dir() / "build.log").read_text()
+    assert f"go install -trimpath -ldflags -s -w {kwok.KWOK_PACKAGE}@{kwok.KWOK_VERSION}" in log
+    assert not gobuild.staging_dir(kwok.kwok_dir()).exists()
+
+
+def test_staged_build_without_its_output_fails_and_leaves_no_target(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(gobuild, "go_executable", lambda: str(_go_script(tmp_path, "exit 0")))
+    target = tmp_path / "cache" / "thing"
+    finished: list[Path] = []
+    with pytest.raises(BuildError) as caught:
+        gobuild.staged_go_build(
+            target,
+            ["build", "."],
+            what="the thing",
+            output="thing",
+            env={"X": "1"},
+            hint="try again",
+            finish=finished.append,
+        )
+    message = str(caught.value)
+    assert (
+        message.startswith("building the thing failed (exit 0)") and "X=1" in message and "hint: try again" in message
+    )
+    assert not target.exists() and finished == []
+
+
+def test_staged_build_finishes_the_staging_directory_before_the_rename(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(gobuild, "go_executable", lambda: str(_go_script(tmp_path, 'printf x > "$OUT"')))
+    target = tmp_path / "cache" / "thing"
+    staging = gobuild.staging_dir(target)
+    seconds = gobuild.staged_go_build(
+        target,
+        ["build"],
+        what="the thing",
+        output="thing",
+        env={"OUT": str(staging / "thing")},
+        hint="",
+        finish=lambda directory: (directory / "alias").symlink_to("thing"),
+    )
+    assert seconds >= 0 and (target / "alias").read_text() == "x" and not staging.exists()
+
+
+def test_missing_go_names_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(gobuild, "go_executable", lambda: None)
+    with pytest.raises(BuildError, match=r"go\.dev/dl"):
+        gobuild.staged_go_build(tmp_path / "t", ["build"], what="t", output="t", env={}, hint="")
 
 
 def test_argv_uses_the_admin_kubeconfig_and_manages_only_annotated_nodes(layout: StateLayout) -> None:
@@ -155,6 +223,63 @@ def test_selector_and_toleration_match_the_fake_nodes() -> None:
         taint["value"],
         taint["effect"],
     )
+
+
+def test_only_nodes_annotated_fake_are_fake() -> None:
+    assert kwok.is_fake_node(kwok.fake_node("n")["metadata"]["annotations"])
+    assert not kwok.is_fake_node(None) and not kwok.is_fake_node({})
+    assert not kwok.is_fake_node({"kwok.x-k8s.io/node": "real"})
+
+
+@pytest.mark.parametrize("count", [0, 1, 16, 64])
+def test_fake_node_counts_within_the_bound_pass(count: int) -> None:
+    assert kwok.check_fake_node_count(count) == count
+
+
+@pytest.mark.parametrize("count", [-1, 65, 1000])
+def test_fake_node_counts_out_of_bound_name_the_bound_and_the_fix(count: int) -> None:
+    with pytest.raises(ClusterError) as caught:
+        kwok.check_fake_node_count(count)
+    assert f"got {count}" in str(caught.value) and "from 0 to 64" in str(caught.value)
+    assert "Fix: pass --fake-nodes N with 0 <= N <= 64" in str(caught.value)
+
+
+def test_state_remembers_the_count_and_forgets_it_at_zero(layout: StateLayout) -> None:
+    assert kwok.load_fake_nodes(layout) == 0  # no up asked for fake nodes
+    kwok.save_fake_nodes(layout, 4)
+    path = kwok.fake_nodes_state_path(layout)
+    assert path.parent == layout.root and kwok.load_fake_nodes(layout) == 4
+    assert yaml.safe_load(path.read_text()) == {"fake_nodes": 4, "kwok": kwok.KWOK_VERSION}
+    kwok.save_fake_nodes(layout, 0)
+    assert not path.exists() and kwok.load_fake_nodes(layout) == 0
+    kwok.save_fake_nodes(layout, 0)  # forgetting twice is fine
+    with pytest.raises(ClusterError):
+        kwok.save_fake_nodes(layout, 65)
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("text", ["{", "{}", '{"fake_nodes": "4"}', '{"fake_nodes": true}', '{"fake_nodes": -2}'])
+def test_unreadable_state_names_the_file_and_the_fix(layout: StateLayout, text: str) -> None:
+    layout.root.mkdir(parents=True)
+    kwok.fake_nodes_state_path(layout).write_text(text)
+    with pytest.raises(ClusterError) as caught:
+        kwok.load_fake_nodes(layout)
+    message = str(caught.value)
+    assert str(kwok.fake_nodes_state_path(layout)) in message and "cluster down" in message
+
+
+def test_readiness_reads_the_ready_condition() -> None:
+    ready = V1Node(
+        metadata=V1ObjectMeta(name="n"),
+        status=V1NodeStatus(conditions=[V1NodeCondition(type="Ready", status="True", reason="KubeletReady")]),
+    )
+    assert kwok.readiness(ready) == (True, "Ready=True (KubeletReady: None)")
+    not_ready = V1Node(
+        metadata=V1ObjectMeta(name="n"),
+        status=V1NodeStatus(conditions=[V1NodeCondition(type="Ready", status="Unknown", reason="NodeStatusUnknown")]),
+    )
+    assert kwok.readiness(not_ready)[0] is False and "Unknown" in kwok.readiness(not_ready)[1]
+    assert kwok.readiness(V1Node(metadata=V1ObjectMeta(name="n"))) == (False, "no Ready condition yet")
 
 
 @pytest.fixture
