@@ -41,12 +41,15 @@ class ConnectionSamples:
     """The peak number of connections each pod held, by component, over the samples taken."""
 
     peaks: dict[str, dict[str, int]] = field(default_factory=dict)  # component -> pod -> peak
+    pods: dict[str, set[str]] = field(default_factory=dict)  # component -> every pod seen, connected or not
     unknown: dict[str, int] = field(default_factory=dict)  # address of no known pod -> peak
     samples: int = 0
 
     def add(self, by_address: Mapping[str, int], pods: Mapping[str, tuple[str, str]]) -> None:
         """One sample: connections by client address, and address -> (component, pod name)."""
         self.samples += 1
+        for component, pod in pods.values():
+            self.pods.setdefault(component, set()).add(pod)
         for address, count in by_address.items():
             if address in pods:
                 component, pod = pods[address]
@@ -95,7 +98,7 @@ class CapacityNeed:
             "messaging": self.messaging,
             "autoscaler -max": self.maximum,
             "connections per worker (peak measured during a real job)": self.per_worker,
-            "worker pods measured": self.workers_seen,
+            "worker pods seen during the job": self.workers_seen,
             f"API server (pool bound {POOL_BOUND} per pool)": self.server,
             "autoscaler (pool bound)": self.autoscaler,
             "other clients now (not the stack's, not the suite's)": self.others,
@@ -139,7 +142,7 @@ def need_of(samples: ConnectionSamples, limits: ConnectionLimits, *, messaging: 
         messaging=messaging,
         maximum=maximum,
         per_worker=samples.peak("worker"),
-        workers_seen=len(samples.peaks.get("worker", {})),
+        workers_seen=len(samples.pods.get("worker", set())),
         server=max(POOL_BOUND * pools, samples.peak("server")),
         autoscaler=max(POOL_BOUND if messaging == "pgqueue" else 0, samples.peak("autoscaler")),
         others=samples.others,

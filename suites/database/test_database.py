@@ -276,12 +276,18 @@ async def test_connections_suffice_at_the_autoscalers_max(
     evidence.add("job measured", f"{consolidation.job.job_id} ({samples.samples} samples of pg_stat_activity)")
     evidence.add("peak connections by pod", samples.peaks)
     evidence.add("capacity", need.evidence())
+    workers = sorted(samples.pods.get("worker", set()))
+    assert workers, (
+        f"no consolidater pod was seen in {samples.samples} samples during job {consolidation.job.job_id}: the "
+        "workers' connections were not measured. Fix: check that the worker pods carry go-k8s-pod-rc=<the RC> "
+        "(made by the autoscaler) or the ReplicationController's selector."
+    )
     if deployed_server.messaging == "pgqueue":
         assert need.per_worker > 0, (
-            f"no consolidater connection was seen in {samples.samples} samples during job {consolidation.job.job_id}, "
-            f"although with pgqueue each worker polls pgq_jobs (worker pods seen: "
-            f"{sorted(samples.peaks.get('worker', {})) or 'none'}; addresses of no stack pod: {samples.unknown}). "
-            "Fix: check that the workers reach PostgreSQL directly (no pooler hiding their addresses)."
+            f"no connection of the consolidaters {workers} was seen in {samples.samples} samples during job "
+            f"{consolidation.job.job_id}, although with pgqueue each worker polls pgq_jobs (addresses of no stack "
+            f"pod: {samples.unknown}). Fix: check that the workers reach PostgreSQL directly (no pooler hiding "
+            "their addresses)."
         )
     problem = need.problem()
     assert problem is None, problem

@@ -29,6 +29,7 @@ def test_peaks_are_per_pod_and_unknown_addresses_are_other_clients() -> None:
     assert taken.peak("worker") == 2
     assert taken.peaks["worker"] == {"consolidater-go-k8s-pod-rc-c": 2, "consolidater-go-k8s-pod-rc-d": 1}
     assert taken.others == 3
+    assert taken.pods["worker"] == {"consolidater-go-k8s-pod-rc-c", "consolidater-go-k8s-pod-rc-d"}
     assert taken.peak("autoscaler") == 0
 
 
