@@ -55,7 +55,9 @@ def bench_runs(count: int, areas: bool) -> None:
             print(f"suites/{area:<12} {seconds:6.1f} s  verdict {record.get('verdict')}", flush=True)
 
 
-def bench_watch(count: int) -> None:
+def bench_watch(count: int, placement: dict[str, object] | None = None) -> dict[str, list[float]]:
+    """Observation delays (seconds) of ``count`` pods' creation and deletion; ``placement``: more pod spec
+    (e.g. a nodeSelector and toleration for fake nodes, where no container is run)."""
     from fixtures.cluster_client import connect
     from fixtures.podwatch import PodWatch
     from localcluster.cluster import EmbeddedCluster
@@ -76,6 +78,7 @@ def bench_watch(count: int) -> None:
                     "spec": {
                         "terminationGracePeriodSeconds": 0,
                         "containers": [{"name": "c", "image": pause, "imagePullPolicy": "IfNotPresent"}],
+                        **(placement or {}),
                     },
                 }
                 kube.core.create_namespaced_pod(namespace, body)
@@ -98,6 +101,7 @@ def bench_watch(count: int) -> None:
             f"max {max(delays) * 1000:.1f} ms over {len(delays)} pods",
             flush=True,
         )
+    return {"creation": seen_add, "deletion": seen_del}
 
 
 def stamp() -> str:

@@ -89,6 +89,16 @@ _PARAMETER_ROWS: Mapping[Scope, tuple[tuple[str, str, str], ...]] = {
             "hostPath: {path: /var/lib/geocube-storage, type: DirectoryOrCreate}",
         ),
         ("CONSOLIDATER_REPLICAS", "replicas of the consolidater RC (the autoscaler adds bare pods on top)", "0"),
+        (
+            "CONSOLIDATER_NODE_SELECTOR",
+            "nodeSelector of the consolidater template (the autoscaler's workers), as a YAML flow mapping",
+            '{geocube-acceptance/fake-node: "true"}',
+        ),
+        (
+            "CONSOLIDATER_TOLERATIONS",
+            "tolerations of the consolidater template (the autoscaler's workers), as a YAML flow sequence",
+            "[{key: kwok.x-k8s.io/node, operator: Equal, value: fake, effect: NoSchedule}]",
+        ),
         ("AUTOSCALER_UPDATE", "autoscaler -update period", "30s"),
         ("AUTOSCALER_STEP", "autoscaler -step (max pods added or removed per update)", "16"),
         ("AUTOSCALER_MAX", "autoscaler -max (consolidater pods)", "256"),
@@ -287,6 +297,8 @@ def default_params(
         "DATABASE_VOLUME_SOURCE": "emptyDir: {}",
         # The autoscaler cannot read a Pub/Sub emulator's backlog: one static worker keeps jobs moving.
         "CONSOLIDATER_REPLICAS": "1" if messaging == "pubsub" else "0",
+        "CONSOLIDATER_NODE_SELECTOR": "{}",  # anywhere; the scale selection places them on simulated nodes
+        "CONSOLIDATER_TOLERATIONS": "[]",
         "AUTOSCALER_UPDATE": "30s",
         "AUTOSCALER_STEP": "16",
         "AUTOSCALER_MAX": "256",

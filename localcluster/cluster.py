@@ -589,9 +589,14 @@ def _remove_kubepods_cgroups() -> None:
             top.rmdir()
 
 
-def ensure_running(progress: Progress | None = None) -> Path:
-    """Start the embedded cluster if needed and return its admin kubeconfig (used by the suite's fixtures)."""
-    return EmbeddedCluster(progress=progress).up()
+def ensure_running(progress: Progress | None = None, *, fake_nodes: int = 0) -> Path:
+    """Start the embedded cluster if needed and return its admin kubeconfig (used by the suite's fixtures).
+
+    ``fake_nodes``: at least this many kwok nodes (the scale selection's); more already running are kept.
+    """
+    cluster = EmbeddedCluster(progress=progress)
+    wanted = max(fake_nodes, kwok.load_fake_nodes(cluster.layout)) if fake_nodes else None
+    return cluster.up(fake_nodes=wanted)
 
 
 @contextlib.contextmanager

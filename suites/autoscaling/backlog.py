@@ -11,6 +11,7 @@ lock's session and deletes the rows, found by a marker of this backlog's own.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 import time
@@ -85,3 +86,23 @@ class HeldBacklog:
             self._lock.rollback()
             self._lock.close()
         self._undo.close()  # deletes the rows (the journaled undo)
+
+
+# The autoscaler's own count (pgqueue.Consumer.Backlog): due jobs of the queue that never ran.
+_BACKLOG = "SELECT count(*) FROM pgq_jobs WHERE queue_name = %s AND run_after < now() AND ran_at IS NULL"
+
+
+async def sample_backlog(
+    conn: psycopg.AsyncConnection[Any], queue: str, stop: asyncio.Event, *, interval: float = 0.5
+) -> list[tuple[float, int]]:
+    """(monotonic time, backlog) as the autoscaler counts it, every ``interval`` until ``stop`` (and once after)."""
+    points: list[tuple[float, int]] = []
+    while True:
+        done = stop.is_set()
+        cursor = await conn.execute(_BACKLOG, (queue,))
+        row = await cursor.fetchone()
+        points.append((time.monotonic(), int(row[0]) if row else 0))
+        if done:
+            return points
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)

@@ -58,6 +58,26 @@ def flag_problems(config: AutoscalerConfig, server: ServerConfig, namespace: str
     return problems
 
 
+def require_pgqueue_backlog(server: ServerConfig) -> None:
+    """End the check as INCOMPLETE where the environment cannot show a backlog to the autoscaler."""
+    from reports.plugin import incapable
+
+    if server.messaging != "pgqueue":
+        incapable(
+            "with Pub/Sub messaging the autoscaler reads the backlog from Cloud Monitoring "
+            "(num_undelivered_messages), which the Pub/Sub emulator does not provide: scaling cannot be observed. "
+            "Run with --messaging pgqueue (or against real Pub/Sub) to verify autoscaling."
+        )
+
+
+def usable_autoscaler(stack: Stack, config: AutoscalerConfig, server: ServerConfig) -> AutoscalerConfig:
+    """``config`` if its flags can work for this stack; else the check fails at once, naming why."""
+    problems = flag_problems(config, server, stack.namespace)
+    problems += filter(None, [controller_problem(stack, config)])
+    assert not problems, f"{config.workload}: " + "\n".join(problems)
+    return config
+
+
 def controller_problem(stack: Stack, config: AutoscalerConfig) -> str | None:
     """The ReplicationController whose template the autoscaler copies, if it cannot be read."""
     try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,22 +22,28 @@ from fixtures.checks import input_raster, prepare_input, put_input
 from fixtures.classify import classify_pod
 from fixtures.deployed import AUTOSCALED_LABEL, AutoscalerConfig, ServerConfig
 from fixtures.errors import WaitAbandoned, WorkloadFailed
-from fixtures.podwatch import PodEvent, PodWatch
+from fixtures.podwatch import PodWatch
 from fixtures.stack import Stack
-from fixtures.waits import now, workload_failed
+from fixtures.waits import now
 from geocube_stack.client import GeocubeClient
 from geocube_stack.geotiff import write_geotiff
 from reports.plugin import incapable
 from suites.autoscaling.backlog import HeldBacklog
 from suites.autoscaling.busy import BlockingInputs, CostReader
-from suites.autoscaling.configuration import controller_problem, failing_every_update, flag_problems, recent_errors
+from suites.autoscaling.configuration import (
+    controller_problem,
+    failing_every_update,
+    flag_problems,
+    recent_errors,
+    require_pgqueue_backlog,
+    usable_autoscaler,
+)
+from suites.autoscaling.observed import bursts, replay, timeline, worker_cannot_run
 
 pytestmark = [pytest.mark.autoscaling, pytest.mark.slow]
 
 # Bounded load: at most this many queued jobs, hence pods, whatever max and step say.
 MAX_BACKLOG = 40
-# A burst of pod creations belongs to one autoscaler update when its pods appear this close together.
-BURST_GAP = 1.0
 # Real jobs held busy while the autoscaler shrinks (bounded: each blocks one consolidater).
 BUSY_JOBS = 2
 # An idle pgqueue consumer looks for work every 10 s (pgqueue.Consumer.Pull).
@@ -48,12 +53,7 @@ PGQ_IDLE_POLL = 10.0
 @pytest.fixture
 def pgqueue_backlog(deployed_server: ServerConfig) -> None:
     """Skip as INCOMPLETE where the environment cannot show a backlog to the autoscaler."""
-    if deployed_server.messaging != "pgqueue":
-        incapable(
-            "with Pub/Sub messaging the autoscaler reads the backlog from Cloud Monitoring "
-            "(num_undelivered_messages), which the Pub/Sub emulator does not provide: scaling cannot be observed. "
-            "Run with --messaging pgqueue (or against real Pub/Sub) to verify autoscaling."
-        )
+    require_pgqueue_backlog(deployed_server)
 
 
 @pytest.fixture
@@ -61,10 +61,7 @@ def configured_autoscaler(
     deployed_stack: Stack, deployed_autoscaler: AutoscalerConfig, deployed_server: ServerConfig
 ) -> AutoscalerConfig:
     """An autoscaler whose flags can work for this stack: otherwise the scaling checks fail at once, naming why."""
-    problems = flag_problems(deployed_autoscaler, deployed_server, deployed_stack.namespace)
-    problems += filter(None, [controller_problem(deployed_stack, deployed_autoscaler)])
-    assert not problems, f"{deployed_autoscaler.workload}: " + "\n".join(problems)
-    return deployed_autoscaler
+    return usable_autoscaler(deployed_stack, deployed_autoscaler, deployed_server)
 
 
 @pytest.fixture
@@ -79,16 +76,6 @@ def shared_volume(stack_storage: Storage) -> PodVolumeStorage:
     return stack_storage
 
 
-def worker_cannot_run(stack: Stack, err: WorkloadFailed, config: AutoscalerConfig) -> str:
-    """Why scaling stopped: a worker the autoscaler made cannot run (and qbas does not grow past a Pending pod)."""
-    assert err.failure is not None
-    detail = workload_failed(stack.kube, stack.namespace, err.failure, stack.masker)
-    return (
-        f"a consolidater pod the autoscaler made from ReplicationController/{config.rc}'s template cannot run, and "
-        f"the autoscaler does not grow while one of its pods is Pending: {detail}"
-    )
-
-
 def backlog_size(config: AutoscalerConfig) -> int:
     """Jobs enough to need several steps and to reach max when possible, bounded by MAX_BACKLOG."""
     pods = min(config.maximum + 2, 3 * config.step + 1, MAX_BACKLOG)
@@ -98,43 +85,6 @@ def backlog_size(config: AutoscalerConfig) -> int:
 def expected_pods(config: AutoscalerConfig, backlog: int) -> int:
     """qbas's steady state for a constant backlog, starting from no pod: ceil(B/ratio), clamped to [min, max]."""
     return max(config.minimum, min(config.maximum, math.ceil(backlog / config.ratio)))
-
-
-def bursts(watch: PodWatch, since: float) -> list[int]:
-    """Sizes of the groups of pod creations seen after ``since`` (one group per autoscaler update)."""
-    times = sorted(e.at for e in watch.events if e.kind == "ADDED" and e.at >= since)
-    groups: list[int] = []
-    last = -math.inf
-    for at in times:
-        if at - last > BURST_GAP:
-            groups.append(0)
-        groups[-1] += 1
-        last = at
-    return groups
-
-
-def replay(watch: PodWatch) -> Iterator[tuple[PodEvent, int]]:
-    """Every watched event in time order with the number of live pods right after it."""
-    live: set[str] = set()
-    for event in sorted(watch.events, key=lambda e: e.at):
-        if event.kind == "ADDED":
-            live.add(event.pod)
-        else:
-            live.discard(event.pod)
-        yield event, len(live)
-
-
-def timeline(watch: PodWatch, origin: float, backlog_at: list[tuple[float, int]]) -> list[dict[str, Any]]:
-    """Pods (live) and backlog after each event, in seconds since ``origin``."""
-    points: list[dict[str, Any]] = []
-    for event, pods in replay(watch):
-        if event.at < origin:
-            continue
-        backlog = next((b for at, b in reversed(backlog_at) if at <= event.at), None)
-        points.append({"t": round(event.at - origin, 3), "pods": pods, "backlog": backlog})
-    for at, backlog in backlog_at:
-        points.append({"t": round(at - origin, 3), "pods": None, "backlog": backlog})
-    return points
 
 
 @pytest.mark.requirement("AS-CONFIG")

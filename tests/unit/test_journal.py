@@ -23,6 +23,7 @@ from fixtures.journal import (
     EndSessions,
     Remove,
     Rescale,
+    RestoreNodeSelector,
     Undo,
     Undoer,
     undo_dead_runs,
@@ -147,6 +148,7 @@ def test_a_failing_check_keeps_its_error_when_its_undo_fails_too() -> None:
         Remove("Secret", "s"),
         DropQueueRows("consolidations", b"x".hex(), "app"),
         EndSessions("geocube-acceptance-holder"),
+        RestoreNodeSelector("consolidater", {"disk": "ssd"}, ["kubernetes.io/hostname"]),
     ],
 )
 def test_undos_round_trip_through_json(undo: Undo) -> None:
@@ -160,6 +162,10 @@ def test_undos_round_trip_through_json(undo: Undo) -> None:
         ({"op": "remove", "kind": "Namespace", "name": "production"}, "cannot remove a Namespace"),
         ({"op": "rescale", "kind": "StatefulSet", "name": "db", "replicas": 0}, "cannot rescale StatefulSet"),
         ({"op": "rescale", "kind": "Deployment"}, "malformed journal entry"),
+        (
+            {"op": "restore-node-selector", "rc": "c", "node_selector": "x", "added": []},
+            "cannot restore a nodeSelector",
+        ),
     ],
 )
 def test_a_journal_is_not_trusted_blindly(data: dict[str, Any], message: str) -> None:
@@ -222,3 +228,9 @@ def test_an_entry_that_cannot_be_undone_keeps_the_lease_for_the_next_attempt() -
     assert len(errors) == 1 and "scale Deployment/autoscaler back to 1" in errors[0] and "403" in errors[0]
     assert workloads.calls == [("delete Pod", "probe", 1)]
     assert len(leases.leases) == 1
+
+
+def test_a_node_selector_is_restored_with_the_added_keys_removed() -> None:
+    undo = RestoreNodeSelector("consolidater", {"disk": "ssd"}, ["kubernetes.io/hostname"])
+    selector = undo.patch()["spec"]["template"]["spec"]["nodeSelector"]
+    assert selector == {"kubernetes.io/hostname": None, "disk": "ssd"}

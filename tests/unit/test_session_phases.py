@@ -37,7 +37,9 @@ def embedded_run(
 ) -> pytest.RunResult:
     """Run one check that needs the embedded images, with ``build`` standing in for the real build."""
     monkeypatch.setattr(fixtures.embedded, "build_and_push_images", build)
-    monkeypatch.setattr(fixtures.build, "embedded_kubeconfig", lambda progress=None: pytester.path / "kubeconfig")
+    monkeypatch.setattr(
+        fixtures.build, "embedded_kubeconfig", lambda progress=None, fake_nodes=0: pytester.path / "kubeconfig"
+    )
     pytester.makepyfile(test_check=CHECK_NEEDING_IMAGES)
     return pytester.runpytest("-p", "fixtures.plugin", "-p", "no:asyncio", "-p", "no:cacheprovider", *args)
 
@@ -126,7 +128,9 @@ def test_a_template_error_stops_the_run_before_the_build_and_before_any_namespac
         raise AssertionError("the build ran although a template cannot be rendered")
 
     monkeypatch.setattr(fixtures.embedded, "build_and_push_images", no_build)
-    monkeypatch.setattr(fixtures.build, "embedded_kubeconfig", lambda progress=None: pytest.fail("cluster used"))
+    monkeypatch.setattr(
+        fixtures.build, "embedded_kubeconfig", lambda progress=None, fake_nodes=0: pytest.fail("cluster used")
+    )
     manifests = tmp_path / "manifests"
     manifests.mkdir()
     (manifests / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: '{{NOPE}}'}\n")

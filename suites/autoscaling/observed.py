@@ -1,0 +1,63 @@
+"""What the pod watch saw the autoscaler do: its updates' bursts of pods, the live count, the timeline."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+from fixtures.deployed import AutoscalerConfig
+from fixtures.errors import WorkloadFailed
+from fixtures.podwatch import PodEvent, PodWatch
+from fixtures.stack import Stack
+from fixtures.waits import workload_failed
+
+# A burst of pod creations belongs to one autoscaler update when its pods appear this close together.
+BURST_GAP = 1.0
+
+
+def worker_cannot_run(stack: Stack, err: WorkloadFailed, config: AutoscalerConfig) -> str:
+    """Why scaling stopped: a worker the autoscaler made cannot run (and qbas does not grow past a Pending pod)."""
+    assert err.failure is not None
+    detail = workload_failed(stack.kube, stack.namespace, err.failure, stack.masker)
+    return (
+        f"a consolidater pod the autoscaler made from ReplicationController/{config.rc}'s template cannot run, and "
+        f"the autoscaler does not grow while one of its pods is Pending: {detail}"
+    )
+
+
+def bursts(watch: PodWatch, since: float) -> list[int]:
+    """Sizes of the groups of pod creations seen after ``since`` (one group per autoscaler update)."""
+    times = sorted(e.at for e in watch.events if e.kind == "ADDED" and e.at >= since)
+    groups: list[int] = []
+    last = -math.inf
+    for at in times:
+        if at - last > BURST_GAP:
+            groups.append(0)
+        groups[-1] += 1
+        last = at
+    return groups
+
+
+def replay(watch: PodWatch) -> Iterator[tuple[PodEvent, int]]:
+    """Every watched event in time order with the number of live pods right after it."""
+    live: set[str] = set()
+    for event in sorted(watch.events, key=lambda e: e.at):
+        if event.kind == "ADDED":
+            live.add(event.pod)
+        else:
+            live.discard(event.pod)
+        yield event, len(live)
+
+
+def timeline(watch: PodWatch, origin: float, backlog_at: list[tuple[float, int]]) -> list[dict[str, Any]]:
+    """Pods (live) and backlog after each event, in seconds since ``origin``."""
+    points: list[dict[str, Any]] = []
+    for event, pods in replay(watch):
+        if event.at < origin:
+            continue
+        backlog = next((b for at, b in reversed(backlog_at) if at <= event.at), None)
+        points.append({"t": round(event.at - origin, 3), "pods": pods, "backlog": backlog})
+    for at, backlog in backlog_at:
+        points.append({"t": round(at - origin, 3), "pods": None, "backlog": backlog})
+    return points
