@@ -61,3 +61,12 @@ def timeline(watch: PodWatch, origin: float, backlog_at: list[tuple[float, int]]
     for at, backlog in backlog_at:
         points.append({"t": round(at - origin, 3), "pods": None, "backlog": backlog})
     return points
+
+
+def wait_idle(watch: PodWatch, config: AutoscalerConfig) -> float:
+    """Until the autoscaler's pods are down to -min before a backlog (an earlier check's may still be going)."""
+    return watch.wait_until(
+        lambda w: len(w.live()) <= config.minimum,
+        timeout=3 * config.update_seconds + 60,
+        description=f"the autoscaler to be idle ({watch.selector} pods <= min {config.minimum}) before the backlog",
+    )

@@ -38,7 +38,7 @@ from suites.autoscaling.configuration import (
     require_pgqueue_backlog,
     usable_autoscaler,
 )
-from suites.autoscaling.observed import bursts, replay, timeline, worker_cannot_run
+from suites.autoscaling.observed import bursts, replay, timeline, wait_idle, worker_cannot_run
 
 pytestmark = [pytest.mark.autoscaling, pytest.mark.slow]
 
@@ -139,11 +139,7 @@ def test_autoscaler_follows_the_backlog(
     evidence.add("expected pods", target)
     selector = f"{AUTOSCALED_LABEL}={config.rc}"
     with PodWatch(deployed_stack.kube, deployed_stack.namespace, selector) as watch:
-        watch.wait_until(
-            lambda w: len(w.live()) <= config.minimum,
-            timeout=3 * update + 60,
-            description=f"the autoscaler to be idle ({selector} pods <= min {config.minimum}) before the backlog",
-        )
+        wait_idle(watch, config)
         with HeldBacklog(deployed_stack, database, config.queue, size) as backlog:
             visible = backlog.make_due()
             since = datetime.now(UTC)
@@ -234,11 +230,7 @@ def test_shrinking_spares_the_busy_pods(
     evidence.add("cost endpoint", config.cost_url)
     evidence.add("held backlog + busy jobs", [held, busy_jobs])
     with PodWatch(deployed_stack.kube, deployed_stack.namespace, selector) as watch:
-        watch.wait_until(
-            lambda w: len(w.live()) <= config.minimum,
-            timeout=3 * update + 60,
-            description=f"the autoscaler to be idle ({selector} pods <= min {config.minimum}) before the backlog",
-        )
+        wait_idle(watch, config)
         blocking = BlockingInputs(shared_volume, inputs, geotiff)
         with blocking, HeldBacklog(deployed_stack, database, config.queue, held) as backlog:
             start = backlog.make_due()

@@ -34,7 +34,7 @@ from suites.autoscaling.configuration import (
     require_pgqueue_backlog,
     usable_autoscaler,
 )
-from suites.autoscaling.observed import BURST_GAP, bursts, replay, timeline, worker_cannot_run
+from suites.autoscaling.observed import BURST_GAP, bursts, replay, timeline, wait_idle, worker_cannot_run
 
 pytestmark = [pytest.mark.autoscaling, pytest.mark.slow, pytest.mark.scale]
 
@@ -146,11 +146,7 @@ async def test_guide_values_reach_max_by_steps_and_back(
     selector = f"{AUTOSCALED_LABEL}={config.rc}"
     steps = -(-top // step)
     with PodWatch(stack.kube, stack.namespace, selector) as watch:
-        watch.wait_until(
-            lambda w: len(w.live()) <= config.minimum,
-            timeout=3 * update + 60,
-            description=f"the autoscaler to be idle ({selector} pods <= min {config.minimum}) before the backlog",
-        )
+        wait_idle(watch, config)
         with HeldBacklog(stack, database, config.queue, SCALE_BACKLOG) as backlog:
             async with await database.connect_async(autocommit=True) as conn:
                 stop = asyncio.Event()
@@ -243,11 +239,7 @@ def test_no_growth_while_a_worker_is_pending(
         pinned = {"spec": {"template": {"spec": {"nodeSelector": {**before, HOSTNAME_LABEL: node}}}}}
         stack.kube.core.patch_namespaced_replication_controller(config.rc, stack.namespace, pinned)
         with PodWatch(stack.kube, stack.namespace, selector) as watch:
-            watch.wait_until(
-                lambda w: len(w.live()) <= config.minimum,
-                timeout=3 * update + 60,
-                description=f"the autoscaler to be idle ({selector} pods <= min {config.minimum}) before the backlog",
-            )
+            wait_idle(watch, config)
             with HeldBacklog(stack, database, config.queue, size) as backlog:
                 backlog.make_due()
                 since = datetime.now(UTC)
