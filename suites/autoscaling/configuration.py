@@ -8,8 +8,10 @@ scaling checks rely on before they wait for pods.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
@@ -115,6 +117,24 @@ def failing_every_update(stack: Stack, config: AutoscalerConfig, since: datetime
                 f"(every {config.update_seconds:g} s), saying: {errors[-1]}"
             )
     return None
+
+
+def updates_since(stack: Stack, config: AutoscalerConfig, since: datetime) -> list[dict[str, Any]]:
+    """The autoscaler's own account of each update since ``since`` that acted or failed, oldest first:
+    ``{"at", "backlog", "instances", "delta", "error"}`` from its "autoscaled" and "failed autoscale" lines
+    (an update with nothing to do logs nothing)."""
+    seconds = int((datetime.now(UTC) - since).total_seconds()) + 2
+    updates: list[dict[str, Any]] = []
+    for _pod, log in _autoscaler_logs(stack, config, since_seconds=seconds, timestamps=True):
+        for at, text in filter(None, map(stamped, log.splitlines())):
+            try:
+                record = json.loads(text)
+            except ValueError:
+                continue
+            qbas = record.get("qbas") if isinstance(record, dict) else None
+            if at >= since and isinstance(qbas, dict):
+                updates.append({"at": at, **qbas, "error": record.get("error")})
+    return sorted(updates, key=lambda update: update["at"])
 
 
 def _autoscaler_logs(

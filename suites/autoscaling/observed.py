@@ -51,16 +51,23 @@ def replay(watch: PodWatch) -> Iterator[tuple[PodEvent, int]]:
 
 
 def timeline(watch: PodWatch, origin: float, backlog_at: list[tuple[float, int]]) -> list[dict[str, Any]]:
-    """Pods (live) and backlog after each event, in seconds since ``origin``."""
-    points: list[dict[str, Any]] = []
-    for event, pods in replay(watch):
-        if event.at < origin:
-            continue
-        backlog = next((b for at, b in reversed(backlog_at) if at <= event.at), None)
-        points.append({"t": round(event.at - origin, 3), "pods": pods, "backlog": backlog})
-    for at, backlog in backlog_at:
-        points.append({"t": round(at - origin, 3), "pods": None, "backlog": backlog})
-    return points
+    """Pods (live) and backlog at each pod event and each backlog reading, in seconds since ``origin``, in time
+    order; each point carries both series (the last value known then), so neither line is broken by the other's
+    points. Pods before any event are those the watch listed first (0 when none)."""
+    changes = [(event.at, pods) for event, pods in replay(watch)]
+    points: list[tuple[float, int | None, int | None]] = [
+        (at, pods, _last(backlog_at, at)) for at, pods in changes if at >= origin
+    ]
+    points += [(at, _last(changes, at, default=0), backlog) for at, backlog in backlog_at]
+    return [
+        {"t": round(at - origin, 3), "pods": pods, "backlog": backlog}
+        for at, pods, backlog in sorted(points, key=lambda p: p[0])
+    ]
+
+
+def _last(series: list[tuple[float, int]], at: float, default: int | None = None) -> int | None:
+    """The value of a time series (in time order) at ``at``: its last one at or before it."""
+    return next((value for when, value in reversed(series) if when <= at), default)
 
 
 def wait_idle(watch: PodWatch, config: AutoscalerConfig) -> float:

@@ -11,8 +11,10 @@ from fixtures.config import Messaging, Settings, Storage, resolve
 from fixtures.coverage import CATALOGUE_FILE, profile_of, suites_dir
 from fixtures.deployed import AutoscalerConfig
 from fixtures.embedded import EMBEDDED_AUTOSCALER, SCALE_AUTOSCALER, embedded_autoscaler
+from fixtures.podwatch import PodEvent, PodWatch
 from fixtures.settings import scale_selected
 from reports import catalogue
+from suites.autoscaling.observed import timeline
 from suites.autoscaling.test_scale import GUIDE_FLAGS, guide_mismatches, tolerated
 
 FAKE_TAINT = {"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}
@@ -75,3 +77,14 @@ def settings(tmp_path: Path) -> Settings:
     resolved = resolve({}, {}, base_dir=tmp_path, cwd=tmp_path)
     assert (resolved.messaging, resolved.storage) == (Messaging.PGQUEUE, Storage.LOCAL)
     return resolved
+
+
+def test_the_timeline_carries_both_series_at_every_point() -> None:
+    """Neither line of the chart is broken by the other's points (256 pods and a sampled backlog stay readable)."""
+    watch = PodWatch(None, "ns", "go-k8s-pod-rc=consolidater")  # type: ignore[arg-type]  # never started
+    watch.events = [PodEvent(1.0, "ADDED", "a", "Pending"), PodEvent(2.0, "ADDED", "b", "Pending"),
+                    PodEvent(5.0, "DELETED", "a", "Running")]  # fmt: skip
+    points = timeline(watch, 0.5, [(0.6, 300), (3.0, 300), (4.0, 0)])
+    assert [(p["t"], p["pods"], p["backlog"]) for p in points] == [
+        (0.1, 0, 300), (0.5, 1, 300), (1.5, 2, 300), (2.5, 2, 300), (3.5, 2, 0), (4.5, 1, 0),
+    ]  # fmt: skip
