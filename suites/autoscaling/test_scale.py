@@ -115,7 +115,7 @@ def guide_autoscaler(
     configured_autoscaler = usable_autoscaler(deployed_stack, deployed_autoscaler, deployed_server)
     mismatches = guide_mismatches(configured_autoscaler)
     assert not mismatches, (
-        f"{configured_autoscaler.workload} runs {', '.join(mismatches)}: AS-SCALE-AT-MAX proves the install "
+        f"{configured_autoscaler.workload} runs {', '.join(mismatches)}: the scale checks prove the install "
         "guide's values (-ratio=1 -minratio=1 -step=16 -max=256 -min=0). Fix: deploy the autoscaler with them "
         "(only -update may differ), e.g. --set AUTOSCALER_STEP=16 --set AUTOSCALER_MAX=256."
     )
