@@ -79,6 +79,11 @@ def worker_pool(stack: Stack, config: AutoscalerConfig) -> dict[str, int]:
     template = stack.kube.core.read_namespaced_replication_controller(config.rc, stack.namespace).spec.template.spec
     selector = dict(template.node_selector or {})
     tolerations = [t.to_dict() for t in template.tolerations or []]
+    bound: dict[str, int] = {}
+    for pod in stack.kube.core.list_pod_for_all_namespaces(
+        field_selector="spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"
+    ).items:
+        bound[pod.spec.node_name] = bound.get(pod.spec.node_name, 0) + 1
     pool: dict[str, int] = {}
     for node in stack.kube.core.list_node().items:
         labels, taints = node.metadata.labels or {}, [t.to_dict() for t in node.spec.taints or []]
@@ -86,10 +91,8 @@ def worker_pool(stack: Stack, config: AutoscalerConfig) -> dict[str, int]:
             continue
         if not all(tolerated(taint, tolerations) for taint in taints):
             continue
-        bound = stack.kube.core.list_pod_for_all_namespaces(
-            field_selector=f"spec.nodeName={node.metadata.name},status.phase!=Succeeded,status.phase!=Failed"
-        ).items
-        pool[node.metadata.name] = max(0, int(node.status.allocatable.get("pods", "0")) - len(bound))
+        allocatable = int(node.status.allocatable.get("pods", "0"))
+        pool[node.metadata.name] = max(0, allocatable - bound.get(node.metadata.name, 0))
     return pool
 
 
