@@ -72,8 +72,11 @@ FAKE_NODE_TAINT: dict[str, str] = {
 }
 FAKE_NODE_TOLERATION: dict[str, str] = {"operator": "Equal", **FAKE_NODE_TAINT}
 
+# The pods a fake node takes: a small node (a cloud VM's pod limit is often 17 to 58), so a pool too small for
+# a target is a few autoscaler updates away (AS-SCALE-PENDING fills one node: 3 updates, where 110 took 7).
+FAKE_NODE_PODS = 32
 # The most fake nodes ``up --fake-nodes`` starts. Each is a Node status and a Lease that kwok renews every
-# ~10 s through the one API server of a 2-core machine; 64 nodes of 110 pods also fit FAKE_POD_CIDR.
+# ~10 s through the one API server of a 2-core machine; 64 nodes of FAKE_NODE_PODS also fit FAKE_POD_CIDR.
 MAX_FAKE_NODES = 64
 FAKE_NODES_FIX = f"pass --fake-nodes N with 0 <= N <= {MAX_FAKE_NODES} (0, the default, starts no kwok)"
 # kwok makes a created node Ready in well under a second; a minute covers 64 on a loaded machine.
@@ -176,7 +179,7 @@ def fake_node_names(n: int) -> list[str]:
     return [f"{FAKE_NODE_PREFIX}{i}" for i in range(n)]
 
 
-def fake_node(name: str, *, cpu: str = "32", memory: str = "256Gi", pods: int = 110) -> dict[str, Any]:
+def fake_node(name: str, *, cpu: str = "32", memory: str = "256Gi", pods: int = FAKE_NODE_PODS) -> dict[str, Any]:
     """A Node manifest kwok manages (its annotation) and real pods avoid (its taint), as kwok's docs show."""
     resources = {"cpu": cpu, "memory": memory, "pods": str(pods)}
     return {

@@ -4,16 +4,74 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
+import pytest
+
+from fixtures.classify import classify_pod
 from fixtures.deployed import AutoscalerConfig
-from fixtures.errors import WorkloadFailed
+from fixtures.errors import WaitAbandoned, WorkloadFailed
 from fixtures.podwatch import PodEvent, PodWatch
 from fixtures.stack import Stack
-from fixtures.waits import workload_failed
+from fixtures.waits import now, workload_failed
+from suites.autoscaling.configuration import failing_every_update
 
 # A burst of pod creations belongs to one autoscaler update when its pods appear this close together.
 BURST_GAP = 1.0
+# The autoscaler's Kubernetes client keeps client-go's default rate limit (rest.InClusterConfig: 5 requests/s),
+# and qbas reads the ReplicationController before each pod it creates and deletes pods one by one: an update
+# that creates ``step`` pods lasts at least 2 x step / 5 s whatever -update says (16 pods: 6.4 s).
+CLIENT_QPS = 5.0
+REQUESTS_PER_CREATE = 2
+# Beyond the updates' own time: the scheduler, kwok or kubelet, and a loaded 2-core node.
+SCALING_SLACK = 90.0
+
+
+def update_seconds(config: AutoscalerConfig) -> float:
+    """How long one growing update of the autoscaler lasts at least: -update, or its client's rate limit."""
+    return max(config.update_seconds, config.step * REQUESTS_PER_CREATE / CLIENT_QPS)
+
+
+def scale_up_timeout(config: AutoscalerConfig, pods: int) -> float:
+    """The bound on growing by ``pods``: one update per step, three more, and slack."""
+    return update_seconds(config) * (math.ceil(max(0, pods) / config.step) + 3) + SCALING_SLACK
+
+
+def scale_down_timeout(config: AutoscalerConfig, pods: int) -> float:
+    """The bound on deleting ``pods`` once the backlog is gone: two updates, one request per pod, and slack."""
+    return 2 * config.update_seconds + pods / CLIENT_QPS + SCALING_SLACK
+
+
+def wait_scaled_up(
+    stack: Stack, watch: PodWatch, config: AutoscalerConfig, target: int, *, since: datetime, why: str
+) -> float:
+    """Until the autoscaler's pods (``watch``) number ``target``; returns when. Fails the check with the cause,
+    as soon as the system shows it: a worker that cannot run (qbas does not grow past a Pending pod), or an
+    autoscaler whose every update since ``since`` failed."""
+    __tracebackhide__ = True
+    try:
+        return watch.wait_until(
+            lambda w: len(w.live()) >= target,
+            timeout=scale_up_timeout(config, target - len(watch.live())),
+            description=f"{target} consolidater pods ({watch.selector}) {why}",
+            fail_on=lambda pod: classify_pod(pod, now()),
+            give_up=lambda: failing_every_update(stack, config, since),
+        )
+    except WorkloadFailed as err:
+        pytest.fail(worker_cannot_run(stack, err, config), pytrace=False)
+    except WaitAbandoned as err:
+        pytest.fail(str(err), pytrace=False)
+
+
+def wait_scaled_down(watch: PodWatch, config: AutoscalerConfig) -> float:
+    """Until the autoscaler's pods are down to -min once the backlog is gone; returns when."""
+    pods = len(watch.live())
+    return watch.wait_until(
+        lambda w: len(w.live()) <= config.minimum,
+        timeout=scale_down_timeout(config, pods),
+        description=f"the autoscaler to delete its {pods} pods ({watch.selector}) once the backlog is gone",
+    )
 
 
 def worker_cannot_run(stack: Stack, err: WorkloadFailed, config: AutoscalerConfig) -> str:

@@ -19,12 +19,9 @@ import pytest
 
 from fixtures.access import Database, PodVolumeStorage, Storage
 from fixtures.checks import input_raster, prepare_input, put_input
-from fixtures.classify import classify_pod
 from fixtures.deployed import AUTOSCALED_LABEL, AutoscalerConfig, ServerConfig
-from fixtures.errors import WaitAbandoned, WorkloadFailed
 from fixtures.podwatch import PodWatch
 from fixtures.stack import Stack
-from fixtures.waits import now
 from geocube_stack.client import GeocubeClient
 from geocube_stack.geotiff import write_geotiff
 from reports.plugin import incapable
@@ -32,13 +29,19 @@ from suites.autoscaling.backlog import HeldBacklog
 from suites.autoscaling.busy import BlockingInputs, CostReader
 from suites.autoscaling.configuration import (
     controller_problem,
-    failing_every_update,
     flag_problems,
     recent_errors,
     require_pgqueue_backlog,
     usable_autoscaler,
 )
-from suites.autoscaling.observed import bursts, replay, timeline, wait_idle, worker_cannot_run
+from suites.autoscaling.observed import (
+    bursts,
+    replay,
+    timeline,
+    wait_idle,
+    wait_scaled_down,
+    wait_scaled_up,
+)
 
 pytestmark = [pytest.mark.autoscaling, pytest.mark.slow]
 
@@ -143,31 +146,21 @@ def test_autoscaler_follows_the_backlog(
         with HeldBacklog(deployed_stack, database, config.queue, size) as backlog:
             visible = backlog.make_due()
             since = datetime.now(UTC)
-            steps_needed = math.ceil(max(0, target - len(watch.live())) / config.step)
-            try:
-                reached = watch.wait_until(
-                    lambda w: len(w.live()) >= target,
-                    timeout=update * (steps_needed + 3) + 90,
-                    description=f"{target} consolidater pods ({selector}) for a backlog of {size} (ratio "
-                    f"{config.ratio}, step {config.step}, max {config.maximum})",
-                    fail_on=lambda pod: classify_pod(pod, now()),
-                    give_up=lambda: failing_every_update(deployed_stack, config, since),
-                )
-            except WorkloadFailed as err:
-                pytest.fail(worker_cannot_run(deployed_stack, err, config), pytrace=False)
-            except WaitAbandoned as err:
-                pytest.fail(str(err), pytrace=False)
+            reached = wait_scaled_up(
+                deployed_stack,
+                watch,
+                config,
+                target,
+                since=since,
+                why=f"for a backlog of {size} (ratio {config.ratio}, step {config.step}, max {config.maximum})",
+            )
             # One more update with the same backlog: the count must hold, not overshoot.
             time.sleep(update + 2)
             peak = max((pods for _, pods in replay(watch)), default=0)
             first_pod = min((e.at for e in watch.events if e.kind == "ADDED" and e.at >= visible), default=None)
             growth = bursts(watch, visible)
             released = backlog.release()
-        gone = watch.wait_until(
-            lambda w: len(w.live()) <= config.minimum,
-            timeout=2 * update + 90,
-            description=f"the autoscaler to delete its pods ({selector}) once the backlog is gone",
-        )
+        gone = wait_scaled_down(watch, config)
         made = watch.ever_added()
         deleted = {e.pod for e in watch.events if e.kind in ("DELETING", "DELETED")}
         points = timeline(watch, visible, [(visible, size), (released, 0)])

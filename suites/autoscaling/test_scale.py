@@ -20,13 +20,12 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from fixtures.access import Database
-from fixtures.classify import classify_pod
 from fixtures.deployed import AUTOSCALED_LABEL, AutoscalerConfig, ServerConfig
-from fixtures.errors import WaitAbandoned, WorkloadFailed
+from fixtures.embedded import SCALE_FAKE_NODES
+from fixtures.errors import WaitAbandoned
 from fixtures.journal import RestoreNodeSelector
 from fixtures.podwatch import PodWatch
 from fixtures.stack import Stack
-from fixtures.waits import now
 from suites.autoscaling.backlog import HeldBacklog, sample_backlog
 from suites.autoscaling.configuration import (
     failing_every_update,
@@ -35,7 +34,16 @@ from suites.autoscaling.configuration import (
     updates_since,
     usable_autoscaler,
 )
-from suites.autoscaling.observed import BURST_GAP, bursts, replay, timeline, wait_idle, worker_cannot_run
+from suites.autoscaling.observed import (
+    BURST_GAP,
+    bursts,
+    replay,
+    scale_up_timeout,
+    timeline,
+    wait_idle,
+    wait_scaled_down,
+    wait_scaled_up,
+)
 
 pytestmark = [pytest.mark.autoscaling, pytest.mark.slow, pytest.mark.scale]
 
@@ -144,8 +152,8 @@ async def test_guide_values_reach_max_by_steps_and_back(
     assert free >= top, (
         f"the nodes the worker template may land on can take {free} more pods ({'; '.join(nodes) or 'no node'}), "
         f"fewer than -max={top}: the autoscaler would stop growing at the first Pending pod. Fix: on the embedded "
-        "default, geocube-acceptance cluster up --fake-nodes 3; on your cluster, a node pool (or kwok nodes) the "
-        "consolidater template's nodeSelector and tolerations reach, with room for -max pods."
+        f"default, geocube-acceptance cluster up --fake-nodes {SCALE_FAKE_NODES}; on your cluster, a node pool (or "
+        "kwok nodes) the consolidater template's nodeSelector and tolerations reach, with room for -max pods."
     )
     selector = f"{AUTOSCALED_LABEL}={config.rc}"
     steps = -(-top // step)
@@ -159,27 +167,18 @@ async def test_guide_values_reach_max_by_steps_and_back(
                 sampler = asyncio.create_task(sample_backlog(conn, config.queue, stop))
                 try:
                     reached = await asyncio.to_thread(
-                        watch.wait_until,
-                        lambda w: len(w.live()) >= top,
-                        timeout=update * (steps + 3) + 120,
-                        description=f"{top} consolidater pods ({selector}) for a backlog of {SCALE_BACKLOG} (step "
-                        f"{step} every {update:g} s: {steps} updates)",
-                        fail_on=lambda pod: classify_pod(pod, now()),
-                        give_up=lambda: failing_every_update(stack, config, since),
+                        wait_scaled_up,
+                        stack,
+                        watch,
+                        config,
+                        top,
+                        since=since,
+                        why=f"for a backlog of {SCALE_BACKLOG} (step {step} every {update:g} s: {steps} updates)",
                     )
                     # Two more updates with the same backlog: the count must hold at max, not overshoot.
                     await asyncio.sleep(2 * update + 1)
                     released = await asyncio.to_thread(backlog.release)
-                    gone = await asyncio.to_thread(
-                        watch.wait_until,
-                        lambda w: len(w.live()) <= config.minimum,
-                        timeout=2 * update + 120,
-                        description=f"the autoscaler to delete its {top} pods ({selector}) once the backlog is gone",
-                    )
-                except WorkloadFailed as err:
-                    pytest.fail(worker_cannot_run(stack, err, config), pytrace=False)
-                except WaitAbandoned as err:
-                    pytest.fail(str(err), pytrace=False)
+                    gone = await asyncio.to_thread(wait_scaled_down, watch, config)
                 finally:
                     stop.set()
                     backlog_points = await sampler
@@ -263,7 +262,7 @@ def test_no_growth_while_a_worker_is_pending(
                 try:
                     first_pending = watch.wait_until(
                         lambda w: any(phase == "Pending" for phase in w.phases().values()) and len(w.live()) > room,
-                        timeout=update * (-(-room // step) + 3) + 120,
+                        timeout=scale_up_timeout(config, room + 1),
                         description=f"a consolidater pod ({selector}) Pending once node {node}'s {room} slots are full",
                         give_up=lambda: failing_every_update(stack, config, since),
                     )
@@ -277,11 +276,7 @@ def test_no_growth_while_a_worker_is_pending(
                 reasons = pending_reasons(stack, pending)
                 said = recent_errors(stack, config)
                 backlog.release()
-            watch.wait_until(
-                lambda w: len(w.live()) <= config.minimum,
-                timeout=2 * update + 120,
-                description=f"the autoscaler to delete its pods ({selector}) once the backlog is gone",
-            )
+            wait_scaled_down(watch, config)
             later = bursts(watch, first_pending + BURST_GAP + 0.5)
     evidence.add("pods when the first was Pending", at_pending)
     evidence.add("pods three updates later", after)

@@ -191,7 +191,7 @@ def test_fake_node_is_managed_by_kwok_and_tainted() -> None:
 
 def test_fake_node_defaults_follow_kwoks_docs() -> None:
     status = kwok.fake_node("n")["status"]
-    assert status["capacity"] == {"cpu": "32", "memory": "256Gi", "pods": "110"}
+    assert status["capacity"] == {"cpu": "32", "memory": "256Gi", "pods": str(kwok.FAKE_NODE_PODS)}
     assert status["nodeInfo"]["operatingSystem"] == "linux"
 
 

@@ -10,11 +10,17 @@ import yaml
 from fixtures.config import Messaging, Settings, Storage, resolve
 from fixtures.coverage import CATALOGUE_FILE, profile_of, suites_dir
 from fixtures.deployed import AutoscalerConfig
-from fixtures.embedded import EMBEDDED_AUTOSCALER, SCALE_AUTOSCALER, embedded_autoscaler
+from fixtures.embedded import EMBEDDED_AUTOSCALER, SCALE_AUTOSCALER, embedded_autoscaler, runner_params
 from fixtures.podwatch import PodEvent, PodWatch
 from fixtures.settings import scale_selected
 from reports import catalogue
-from suites.autoscaling.observed import timeline
+from suites.autoscaling.observed import (
+    SCALING_SLACK,
+    scale_down_timeout,
+    scale_up_timeout,
+    timeline,
+    update_seconds,
+)
 from suites.autoscaling.test_scale import GUIDE_FLAGS, guide_mismatches, tolerated
 
 FAKE_TAINT = {"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}
@@ -39,6 +45,23 @@ def test_the_scale_selection_deploys_the_guides_step_and_max_on_fake_nodes() -> 
     assert tolerated(FAKE_TAINT, [toleration])
     assert embedded_autoscaler(scale=False) == EMBEDDED_AUTOSCALER
     assert set(SCALE_AUTOSCALER) == set(EMBEDDED_AUTOSCALER)
+
+
+def test_the_in_cluster_runner_carries_the_scale_selections_autoscaler_and_placement() -> None:
+    scale = runner_params("geocube-run-x", "pgqueue", "local", scale=True)
+    assert (scale["AUTOSCALER_STEP"], scale["AUTOSCALER_MAX"]) == ("16", "256")
+    assert "CONSOLIDATER_NODE_SELECTOR" in scale and "CONSOLIDATER_TOLERATIONS" in scale
+    small = runner_params("geocube-run-x", "pgqueue", "local")
+    assert (small["AUTOSCALER_STEP"], small["AUTOSCALER_MAX"]) == ("3", "8")
+
+
+def test_the_scale_timeouts_follow_the_autoscalers_client_rate_limit() -> None:
+    guide = config()  # -update=3s, step 16: an update that creates 16 pods lasts 6.4 s (2 requests each at 5/s)
+    assert update_seconds(guide) == pytest.approx(6.4)
+    assert scale_up_timeout(guide, 256) == pytest.approx(6.4 * (16 + 3) + SCALING_SLACK)
+    assert scale_down_timeout(guide, 256) == pytest.approx(2 * 3.0 + 256 / 5 + SCALING_SLACK)
+    small = config(step=3)
+    assert update_seconds(small) == 3.0  # -update is the longer
 
 
 def test_as_scale_at_max_applies_only_to_the_scale_selection(settings: Settings) -> None:
