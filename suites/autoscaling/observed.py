@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -126,6 +127,25 @@ def timeline(watch: PodWatch, origin: float, backlog_at: list[tuple[float, int]]
 def _last(series: list[tuple[float, int]], at: float, default: int | None = None) -> int | None:
     """The value of a time series (in time order) at ``at``: its last one at or before it."""
     return next((value for when, value in reversed(series) if when <= at), default)
+
+
+def wait_burst_end(watch: PodWatch, config: AutoscalerConfig) -> float:
+    """Until the update creating pods has ended (no pod added for 2 x BURST_GAP); returns when.
+
+    An update's pods come one by one, 0.4 s apart at the autoscaler's rate limit: a pod found Pending at the
+    start of an update is followed by the rest of that update's pods, which are not growth past it.
+    """
+    quiet = 2 * BURST_GAP
+
+    def ended(w: PodWatch) -> bool:
+        added = [e.at for e in w.events if e.kind == "ADDED"]
+        return not added or time.monotonic() - max(added) >= quiet
+
+    return watch.wait_until(
+        ended,
+        timeout=update_seconds(config) + quiet + SCALING_SLACK,
+        description=f"the autoscaler's update to finish creating pods ({watch.selector}; none added for {quiet:g} s)",
+    )
 
 
 def wait_idle(watch: PodWatch, config: AutoscalerConfig) -> float:

@@ -35,11 +35,11 @@ from suites.autoscaling.configuration import (
     usable_autoscaler,
 )
 from suites.autoscaling.observed import (
-    BURST_GAP,
     bursts,
     replay,
     scale_up_timeout,
     timeline,
+    wait_burst_end,
     wait_idle,
     wait_scaled_down,
     wait_scaled_up,
@@ -260,7 +260,7 @@ def test_no_growth_while_a_worker_is_pending(
                 backlog.make_due()
                 since = datetime.now(UTC)
                 try:
-                    first_pending = watch.wait_until(
+                    watch.wait_until(
                         lambda w: any(phase == "Pending" for phase in w.phases().values()) and len(w.live()) > room,
                         timeout=scale_up_timeout(config, room + 1),
                         description=f"a consolidater pod ({selector}) Pending once node {node}'s {room} slots are full",
@@ -268,7 +268,7 @@ def test_no_growth_while_a_worker_is_pending(
                     )
                 except WaitAbandoned as err:
                     pytest.fail(str(err), pytrace=False)
-                time.sleep(BURST_GAP + 0.5)  # the update that made the Pending pods ends its burst
+                quiet_from = wait_burst_end(watch, config)  # the update that made the Pending pods ends
                 at_pending = len(watch.live())
                 time.sleep(3 * update + 1)  # three more updates with the backlog unchanged
                 after = len(watch.live())
@@ -277,8 +277,8 @@ def test_no_growth_while_a_worker_is_pending(
                 said = recent_errors(stack, config)
                 backlog.release()
             wait_scaled_down(watch, config)
-            later = bursts(watch, first_pending + BURST_GAP + 0.5)
-    evidence.add("pods when the first was Pending", at_pending)
+            later = bursts(watch, quiet_from)
+    evidence.add("pods once the update that made the first Pending pod ended", at_pending)
     evidence.add("pods three updates later", after)
     evidence.add("Pending pods and the scheduler's reason", reasons)
     evidence.add("the autoscaler's words", said or "nothing logged")
