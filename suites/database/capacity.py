@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,15 +152,16 @@ def need_of(samples: ConnectionSamples, limits: ConnectionLimits, *, messaging: 
 
 async def sample_while(
     conn: psycopg.AsyncConnection[Any],
-    pods: Callable[[], Awaitable[Mapping[str, tuple[str, str]]]],
+    pods: Callable[[], Mapping[str, tuple[str, str]]],
     running: asyncio.Future[Any],
     *,
     exclude_application: str,
 ) -> ConnectionSamples:
     """Sample connections by pod until ``running`` ends (and once after), every ``SAMPLE_INTERVAL``.
 
-    Addresses are mapped to pods at the end, with every pod seen: a worker may connect before it is listed, or
-    be gone by the next listing.
+    ``pods``: address -> (component, pod) now, read from memory (a pod watch), not from the API server.
+    Addresses are mapped to pods at the end, with every pod seen: a worker may connect before its address is
+    known, or be gone by the next sample.
     """
     raw: list[dict[str, int]] = []
     known: dict[str, tuple[str, str]] = {}
@@ -169,7 +170,7 @@ async def sample_while(
         started = time.monotonic()
         cursor = await conn.execute(_BY_ADDRESS, (f"{exclude_application}%",))
         raw.append({str(address): int(count) for address, count in await cursor.fetchall()})
-        known.update(await pods())
+        known.update(pods())
         if done:
             break
         await asyncio.sleep(max(0.0, SAMPLE_INTERVAL - (time.monotonic() - started)))
@@ -200,13 +201,14 @@ def component_selectors(
 
 
 def pods_by_address(
-    kube: KubeClient, namespace: str, selectors: Mapping[str, list[dict[str, str]]]
+    pods: Iterable[Mapping[str, Any]], selectors: Mapping[str, list[dict[str, str]]]
 ) -> dict[str, tuple[str, str]]:
-    """Pod IP -> (component, pod name) for the namespace's pods that one of ``selectors`` selects."""
+    """Pod IP -> (component, pod name) for the ``pods`` (API objects as dicts) that one of ``selectors`` selects."""
     found: dict[str, tuple[str, str]] = {}
-    for pod in kube.core.list_namespaced_pod(namespace, _request_timeout=REQUEST_TIMEOUT).items:
-        labels, address = pod.metadata.labels or {}, pod.status.pod_ip
+    for pod in pods:
+        meta, address = pod.get("metadata") or {}, (pod.get("status") or {}).get("podIP")
+        labels = meta.get("labels") or {}
         for component, label_sets in selectors.items():
             if address and any(wanted and wanted.items() <= labels.items() for wanted in label_sets):
-                found[address] = (component, pod.metadata.name)
+                found[str(address)] = (component, str(meta.get("name")))
     return found

@@ -18,6 +18,7 @@ from fixtures.access import APPLICATION_NAME, Database, Storage, connection_sqls
 from fixtures.checks import run_consolidation
 from fixtures.config import Settings
 from fixtures.deployed import AutoscalerConfig, ServerConfig
+from fixtures.podwatch import PodWatch
 from fixtures.stack import Stack
 from geocube_stack.client import GeocubeClient
 from suites.database.capacity import component_selectors, need_of, pods_by_address, sample_while
@@ -261,17 +262,19 @@ async def test_connections_suffice_at_the_autoscalers_max(
     autoscaler = deployed_autoscaler.workload.partition("/")[2]
     selectors = component_selectors(kube, namespace, "apiserver", autoscaler, deployed_autoscaler.rc)
     timeout = geocube_settings.timeouts.wait
-    async with await database.connect_async(autocommit=True) as conn:
-        job = asyncio.ensure_future(
-            asyncio.to_thread(run_consolidation, geocube, stack_storage, deployed_server, timeout=timeout)
-        )
-        samples = await sample_while(
-            conn,
-            lambda: asyncio.to_thread(pods_by_address, kube, namespace, selectors),
-            job,
-            exclude_application=APPLICATION_NAME,
-        )
-        consolidation = await job  # a job that failed fails the check here, in its own words
+    # Every pod of the namespace, kept current by one watch: the sampler reads addresses from memory.
+    with PodWatch(kube, namespace, selector="") as watch:
+        async with await database.connect_async(autocommit=True) as conn:
+            job = asyncio.ensure_future(
+                asyncio.to_thread(run_consolidation, geocube, stack_storage, deployed_server, timeout=timeout)
+            )
+            samples = await sample_while(
+                conn,
+                lambda: pods_by_address(watch.pods(), selectors),
+                job,
+                exclude_application=APPLICATION_NAME,
+            )
+            consolidation = await job  # a job that failed fails the check here, in its own words
     need = need_of(samples, limits, messaging=deployed_server.messaging, maximum=deployed_autoscaler.maximum)
     evidence.add("job measured", f"{consolidation.job.job_id} ({samples.samples} samples of pg_stat_activity)")
     evidence.add("peak connections by pod", samples.peaks)

@@ -57,3 +57,31 @@ def test_too_small_names_the_numbers_and_every_fix() -> None:
     assert "at most 92 workers can connect" in problem
     for fix in ("raise max_connections to at least 1218", "lower the autoscaler's -max to 92", "pgbouncer"):
         assert fix in problem
+
+
+def test_pods_by_address_maps_selected_pods_with_an_address() -> None:
+    from suites.database.capacity import pods_by_address
+
+    def pod(name: str, labels: dict[str, str], ip: str | None) -> dict[str, object]:
+        return {"metadata": {"name": name, "labels": labels}, "status": {"podIP": ip} if ip else {}}
+
+    selectors = {"server": [{"app": "apiserver"}], "worker": [{"go-k8s-pod-rc": "consolidater"}, {"app": "cons"}]}
+    pods = [
+        pod("apiserver-1", {"app": "apiserver", "pod-template-hash": "x"}, "10.0.0.2"),
+        pod("w-1", {"go-k8s-pod-rc": "consolidater"}, "10.0.0.3"),
+        pod("w-2", {"app": "cons"}, "10.0.0.4"),
+        pod("w-3", {"go-k8s-pod-rc": "consolidater"}, None),  # not started yet: no address to map
+        pod("postgresql-1", {"app": "postgresql"}, "10.0.0.5"),  # no component's
+    ]
+    assert pods_by_address(pods, selectors) == {
+        "10.0.0.2": ("server", "apiserver-1"),
+        "10.0.0.3": ("worker", "w-1"),
+        "10.0.0.4": ("worker", "w-2"),
+    }
+
+
+def test_an_empty_label_set_selects_nothing() -> None:
+    from suites.database.capacity import pods_by_address
+
+    pods = [{"metadata": {"name": "p", "labels": {"a": "b"}}, "status": {"podIP": "10.0.0.9"}}]
+    assert pods_by_address(pods, {"worker": [{}]}) == {}
