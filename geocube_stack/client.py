@@ -8,6 +8,7 @@ inputs' own grid. Names carry a caller-chosen suffix so several scenarios can sh
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import zlib
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+import grpc.aio
 
 from geocube_stack.errors import StackError
 from geocube_stack.geotiff import Raster
@@ -83,6 +85,7 @@ class GeocubeClient:
     """Blocking client over an insecure (h2c) channel to ``target`` (``host:port``)."""
 
     def __init__(self, target: str, stubs: Stubs | None = None, *, timeout: float = 30) -> None:
+        self.target = target
         self.stubs = stubs or ensure_stubs()
         self.channel = grpc.insecure_channel(target)
         self.timeout = timeout
@@ -268,33 +271,97 @@ class GeocubeClient:
         self, job_id: str, *, timeout: float = 300, interval: float = 1.0, on_poll: Callable[[str], None] | None = None
     ) -> JobResult:
         """Poll GetJob until DONE; raises StackError on a failure state or timeout (with the job's logs)."""
-        started = time.monotonic()
-        seen: list[str] = []
-        last: Any = None
-        while time.monotonic() - started < timeout:
+        progress = JobProgress(job_id, timeout)
+        while not progress.expired():
             try:
-                last = self.geocube.GetJob(
-                    self.pb.operations.GetJobRequest(id=job_id, log_limit=50), timeout=self.timeout
-                ).job
+                request = self.pb.operations.GetJobRequest(id=job_id, log_limit=50)
+                job = self.geocube.GetJob(request, timeout=self.timeout)
             except grpc.RpcError as exc:  # no observation this round
                 if on_poll:
                     on_poll(f"GetJob failed: {exc.code()}")
                 time.sleep(interval)
                 continue
-            if not seen or seen[-1] != last.state:
-                seen.append(last.state)
             if on_poll:
-                on_poll(last.state)
-            if last.state == DONE:
-                return JobResult(job_id, last.state, tuple(seen), tuple(last.logs), time.monotonic() - started)
-            if last.state in FAILED_STATES:
-                raise StackError(
-                    f"job {job_id} ended in {last.state} (states seen: {seen}); logs:\n  " + "\n  ".join(last.logs)
-                )
+                on_poll(job.job.state)
+            result = progress.observe(job.job)
+            if result is not None:
+                return result
             time.sleep(interval)
-        logs = "\n  ".join(last.logs) if last is not None else "(GetJob never answered)"
-        raise StackError(
-            f"job {job_id} did not reach DONE within {timeout:.0f} s; states seen: {seen}; logs:\n  {logs}"
+        raise progress.timed_out()
+
+    def aio(self) -> AsyncGeocubeClient:
+        """An asyncio client of the same server (grpc.aio), for checks that wait on a job while doing other work."""
+        return AsyncGeocubeClient(self.target, self.stubs, timeout=self.timeout)
+
+
+class AsyncGeocubeClient:
+    """The asyncio twin of :class:`GeocubeClient` (``grpc.aio``) for what a check awaits beside other work.
+
+    Only waiting on a job: a check that samples the database while a consolidation runs keeps both in one event
+    loop instead of a thread. ``async with client.aio() as aio: await aio.wait_job(job_id)``.
+    """
+
+    def __init__(self, target: str, stubs: Stubs, *, timeout: float = 30) -> None:
+        self.stubs = stubs
+        self.channel = grpc.aio.insecure_channel(target)
+        self.timeout = timeout
+        self.pb: Any = _Modules(stubs)
+        self.geocube: Any = stubs.module("geocube_pb2_grpc").GeocubeStub(self.channel)
+
+    async def __aenter__(self) -> AsyncGeocubeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.channel.close()
+
+    async def wait_job(self, job_id: str, *, timeout: float = 300, interval: float = 1.0) -> JobResult:
+        """:meth:`GeocubeClient.wait_job`, awaiting GetJob and the pauses between its calls."""
+        progress = JobProgress(job_id, timeout)
+        while not progress.expired():
+            try:
+                job = await self.geocube.GetJob(
+                    self.pb.operations.GetJobRequest(id=job_id, log_limit=50), timeout=self.timeout
+                )
+            except grpc.RpcError:  # no observation this round (grpc.aio's AioRpcError is one)
+                await asyncio.sleep(interval)
+                continue
+            result = progress.observe(job.job)
+            if result is not None:
+                return result
+            await asyncio.sleep(interval)
+        raise progress.timed_out()
+
+
+class JobProgress:
+    """One wait for a job, whichever client polls it: the states seen, its end, and the errors that say why."""
+
+    def __init__(self, job_id: str, timeout: float) -> None:
+        self.job_id, self.timeout = job_id, timeout
+        self.started = time.monotonic()
+        self.seen: list[str] = []
+        self.last: Any = None
+
+    def expired(self) -> bool:
+        return time.monotonic() - self.started >= self.timeout
+
+    def observe(self, job: Any) -> JobResult | None:
+        """Record one GetJob answer: the result once DONE, None while it runs; StackError for a failure state."""
+        self.last = job
+        if not self.seen or self.seen[-1] != job.state:
+            self.seen.append(job.state)
+        if job.state == DONE:
+            return JobResult(self.job_id, job.state, tuple(self.seen), tuple(job.logs), time.monotonic() - self.started)
+        if job.state in FAILED_STATES:
+            raise StackError(
+                f"job {self.job_id} ended in {job.state} (states seen: {self.seen}); logs:\n  " + "\n  ".join(job.logs)
+            )
+        return None
+
+    def timed_out(self) -> StackError:
+        logs = "\n  ".join(self.last.logs) if self.last is not None else "(GetJob never answered)"
+        return StackError(
+            f"job {self.job_id} did not reach DONE within {self.timeout:.0f} s; states seen: {self.seen}; "
+            f"logs:\n  {logs}"
         )
 
 

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from fixtures.access import APPLICATION_NAME, Database, Storage, connection_sqlstate, transaction
-from fixtures.checks import run_consolidation
+from fixtures.checks import consolidate_async
 from fixtures.config import Settings
 from fixtures.deployed import AutoscalerConfig, ServerConfig
 from fixtures.podwatch import PodWatch
@@ -265,30 +265,28 @@ async def test_connections_suffice_at_the_autoscalers_max(
     # Every pod of the namespace, kept current by one watch: the sampler reads addresses from memory.
     with PodWatch(kube, namespace, selector="") as watch:
         async with await database.connect_async(autocommit=True) as conn:
-            job = asyncio.ensure_future(
-                asyncio.to_thread(run_consolidation, geocube, stack_storage, deployed_server, timeout=timeout)
-            )
+            job = asyncio.ensure_future(consolidate_async(geocube, stack_storage, deployed_server, timeout=timeout))
             samples = await sample_while(
                 conn,
                 lambda: pods_by_address(watch.pods(), selectors),
                 job,
                 exclude_application=APPLICATION_NAME,
             )
-            consolidation = await job  # a job that failed fails the check here, in its own words
+            finished = await job  # a job that failed fails the check here, in its own words
     need = need_of(samples, limits, messaging=deployed_server.messaging, maximum=deployed_autoscaler.maximum)
-    evidence.add("job measured", f"{consolidation.job.job_id} ({samples.samples} samples of pg_stat_activity)")
+    evidence.add("job measured", f"{finished.job_id} ({samples.samples} samples of pg_stat_activity)")
     evidence.add("peak connections by pod", samples.peaks)
     evidence.add("capacity", need.evidence())
     workers = sorted(samples.pods.get("worker", set()))
     assert workers, (
-        f"no consolidater pod was seen in {samples.samples} samples during job {consolidation.job.job_id}: the "
+        f"no consolidater pod was seen in {samples.samples} samples during job {finished.job_id}: the "
         "workers' connections were not measured. Fix: check that the worker pods carry go-k8s-pod-rc=<the RC> "
         "(made by the autoscaler) or the ReplicationController's selector."
     )
     if deployed_server.messaging == "pgqueue":
         assert need.per_worker > 0, (
             f"no connection of the consolidaters {workers} was seen in {samples.samples} samples during job "
-            f"{consolidation.job.job_id}, although with pgqueue each worker polls pgq_jobs (addresses of no stack "
+            f"{finished.job_id}, although with pgqueue each worker polls pgq_jobs (addresses of no stack "
             f"pod: {samples.unknown}). Fix: check that the workers reach PostgreSQL directly (no pooler hiding "
             "their addresses)."
         )
