@@ -9,25 +9,19 @@ incremental across ``down``; its config, password and certificate are in the clu
 Nothing here starts a process: the cluster starts :func:`registry_argv` like its other components.
 The password is never put on a command line (``ps`` shows those) nor in a message: ``htpasswd`` reads it
 on stdin, skopeo from an auth file, and our own requests send it in a header.
+Requests go through :mod:`localcluster.registry_client`, whose ``Credentials``, ``Failure`` and
+``RegistryError`` are named here too, for who asks the embedded registry.
 """
 
 from __future__ import annotations
 
-import base64
-import enum
-import hashlib
 import json
 import os
 import secrets
 import shutil
-import socket
-import ssl
 import subprocess
 import tempfile
-import urllib.error
-import urllib.request
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -37,6 +31,21 @@ from localcluster.image_spec import REF_PREFIX
 from localcluster.layout import NODE_IP, Below, StateLayout, default_layout
 from localcluster.paths import registry_storage_dir
 from localcluster.pki import Identity, issue
+from localcluster.registry_client import Credentials as Credentials
+from localcluster.registry_client import (
+    DigestMismatchError,
+    auth_token,
+    basic_authorization,
+    classify,
+    http_get,
+    https_opener,
+    mask,
+    names_registry,
+    parse_image,
+)
+from localcluster.registry_client import Failure as Failure
+from localcluster.registry_client import RegistryError as RegistryError
+from localcluster.registry_client import manifest_digest as ask_manifest_digest
 
 REGISTRY_BINARY = Path("/usr/bin/docker-registry")  # Debian's docker-registry: distribution 2.8
 REGISTRY_PORT = 5443
@@ -55,25 +64,7 @@ IDENTITY = Identity(
     client=False,
 )
 
-# What a manifest request accepts: the registry answers 404 for a manifest whose type is not listed.
-MANIFEST_MEDIA_TYPES = (
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-)
-
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
-
-
-class Failure(enum.Enum):
-    """Why a registry request failed, as far as the answer tells."""
-
-    UNAUTHORIZED = "unauthorized"
-    NOT_FOUND = "not found"
-    UNKNOWN_REGISTRY = "unknown registry"
-    TLS = "TLS"
-    OTHER = "failed"
 
 
 _FIXES = {
@@ -91,30 +82,6 @@ _FIXES = {
     ),
     Failure.OTHER: "read the registry's log (<state>/logs/registry.log) for the request",
 }
-
-
-class RegistryError(ClusterError):
-    """A registry request or push failed; ``failure`` says why (unauthorized, not found, unknown registry, TLS)."""
-
-    def __init__(self, message: str, failure: Failure) -> None:
-        super().__init__(message)
-        self.failure = failure
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    """The classified cause of a failed request: the kind and the registry's own words."""
-
-    failure: Failure
-    cause: str
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """The one user the registry knows; the password stays out of every repr."""
-
-    user: str
-    password: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -212,8 +179,8 @@ def pull_credentials(files: RegistryFiles | None = None) -> tuple[str, str]:
 
 def write_auth_file(files: RegistryFiles, host: str, credentials: Credentials) -> Path:
     """skopeo's auth file for ``host`` (mode 0600): the password reaches skopeo without a command line."""
-    token = base64.b64encode(f"{credentials.user}:{credentials.password}".encode()).decode()
-    _write_private(files.auth_file, json.dumps({"auths": {host: {"auth": token}}}, indent=1).encode())
+    auths = {"auths": {host: {"auth": auth_token(credentials)}}}
+    _write_private(files.auth_file, json.dumps(auths, indent=1).encode())
     return files.auth_file
 
 
@@ -296,54 +263,6 @@ def containerd_registry_section(layout: StateLayout) -> str:
 
 
 # ---- requests ----------------------------------------------------------------------------------
-def parse_reference(ref: str) -> tuple[str, str, str]:
-    """``host:port/name[:tag|@digest]`` as (host, repository, tag or digest); the tag defaults to latest."""
-    host, _, rest = ref.partition("/")
-    if not rest or not ("." in host or ":" in host or host == "localhost"):
-        raise ClusterError(f"image reference {ref!r} names no registry: expected host:port/name:tag")
-    if "@" in rest:
-        name, _, reference = rest.partition("@")
-    else:
-        name, sep, reference = rest.rpartition(":")
-        if not sep or "/" in reference:
-            name, reference = rest, "latest"
-    return host, name, reference
-
-
-def _error_codes(body: bytes) -> str:
-    """The registry's error list (``{"errors": [{"code", "message"}]}``) as one line."""
-    try:
-        errors = json.loads(body).get("errors") or []
-        return "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors if isinstance(e, dict))
-    except (ValueError, AttributeError):
-        return body.decode(errors="replace").strip()[:200]
-
-
-def classify(status: int | None = None, body: bytes = b"", error: BaseException | None = None) -> Diagnosis:
-    """Name the cause of a failed request from its HTTP status and body, or from the exception it raised."""
-    if error is not None:
-        reason = error.reason if isinstance(error, urllib.error.URLError) else error
-        if isinstance(reason, ssl.SSLCertVerificationError):
-            return Diagnosis(Failure.TLS, f"certificate verify failed: {reason.verify_message}")
-        if isinstance(reason, ssl.SSLError):
-            return Diagnosis(Failure.TLS, f"TLS handshake failed: {reason.reason or reason}")
-        if isinstance(reason, ConnectionRefusedError):
-            return Diagnosis(Failure.UNKNOWN_REGISTRY, "connection refused: nothing listens on that port")
-        if isinstance(reason, socket.gaierror):
-            return Diagnosis(Failure.UNKNOWN_REGISTRY, f"unknown host: {reason.strerror}")
-        if isinstance(reason, TimeoutError):
-            return Diagnosis(Failure.UNKNOWN_REGISTRY, "no answer (timed out)")
-        if isinstance(reason, OSError):
-            return Diagnosis(Failure.UNKNOWN_REGISTRY, f"cannot connect: {reason.strerror or reason}")
-        return Diagnosis(Failure.OTHER, str(reason))
-    codes = _error_codes(body)
-    if status == 401:
-        return Diagnosis(Failure.UNAUTHORIZED, codes or "HTTP 401")
-    if status == 404:
-        return Diagnosis(Failure.NOT_FOUND, codes or "HTTP 404")
-    return Diagnosis(Failure.OTHER, f"HTTP {status}" + (f": {codes}" if codes else ""))
-
-
 def classify_skopeo(stderr: str) -> Failure:
     """The cause of a failed ``skopeo copy`` from its message (it exits 1 whatever happened)."""
     text = stderr.lower()
@@ -358,47 +277,14 @@ def classify_skopeo(stderr: str) -> Failure:
     return Failure.OTHER
 
 
-def _mask(text: str, *hidden: str) -> str:
-    for value in hidden:
-        if value:
-            text = text.replace(value, "***")
-    return text
-
-
-def _opener(ca_file: Path) -> urllib.request.OpenerDirector:
-    """HTTPS verified against ``ca_file``, and no proxy whatever the environment says: the registry is local."""
-    context = ssl.create_default_context(cafile=str(ca_file))
-    return urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
-
-
-def _lower(items: Iterable[tuple[str, str]]) -> dict[str, str]:
-    return {key.lower(): value for key, value in items}
-
-
-def _get(url: str, ca_file: Path, headers: dict[str, str], timeout: float) -> tuple[int, dict[str, str], bytes]:
-    """(status, lower-cased headers, body) of a GET: HTTP errors are answers, connection and TLS errors raise."""
-    request = urllib.request.Request(url, headers=headers, method="GET")
-    try:
-        with _opener(ca_file).open(request, timeout=timeout) as response:
-            return response.status, _lower(response.headers.items()), response.read()
-    except urllib.error.HTTPError as answer:
-        with answer:
-            return answer.code, _lower(answer.headers.items()), answer.read()
-
-
-def _basic(credentials: Credentials) -> dict[str, str]:
-    # distribution's htpasswd auth takes Basic credentials directly, without a token service.
-    token = base64.b64encode(f"{credentials.user}:{credentials.password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
-
-
 def probe(host: str, ca_file: Path, credentials: Credentials | None = None, timeout: float = 3.0) -> tuple[bool, str]:
     """Health as the cluster's HEALTH poll wants it: ``GET /v2/`` answers 401 (up, guarded), or 200 with credentials."""
     expected = 200 if credentials else 401
-    headers = _basic(credentials) if credentials else {}
+    # distribution's htpasswd auth takes Basic credentials directly, without a token service.
+    headers = {"Authorization": basic_authorization(credentials)} if credentials else {}
     try:
-        status, answer_headers, _ = _get(f"https://{host}/v2/", ca_file, headers, timeout)
-    except (OSError, ssl.SSLError) as exc:
+        status, answer_headers, _ = http_get(https_opener(ca_file), f"https://{host}/v2/", headers, timeout)
+    except OSError as exc:
         diagnosis = classify(error=exc)
         return False, f"https://{host}/v2/: {diagnosis.failure.value}: {diagnosis.cause}"
     challenge = answer_headers.get("www-authenticate", "")
@@ -407,38 +293,24 @@ def probe(host: str, ca_file: Path, credentials: Credentials | None = None, time
 
 
 def manifest_digest(ref: str, user: str, password: str, *, ca_file: Path | None = None, timeout: float = 10.0) -> str:
-    """The digest of ``ref``'s manifest as the registry serves it; standard library only (PLAT-IMAGES builds on it).
+    """The digest of ``ref``'s manifest as this registry serves it (asked with :mod:`localcluster.registry_client`).
 
-    Raises :class:`RegistryError` naming the cause: unauthorized, not found, unknown registry or TLS.
+    Raises :class:`RegistryError` naming the cause (unauthorized, not found, unknown registry or TLS) and
+    what to do about it here.
     """
     __tracebackhide__ = True
     ca_file = ca_file or default_layout().pki / "ca.crt"
-    host, name, reference = parse_reference(ref)
-    url = f"https://{host}/v2/{name}/manifests/{reference}"
-    headers = {"Accept": ", ".join(MANIFEST_MEDIA_TYPES), **_basic(Credentials(user, password))}
     try:
-        status, answer_headers, body = _get(url, ca_file, headers, timeout)
-    except (OSError, ssl.SSLError) as exc:
-        raise _error(ref, host, classify(error=exc), password) from None
-    if status != 200:
-        raise _error(ref, host, classify(status, body), password)
-    computed = "sha256:" + hashlib.sha256(body).hexdigest()
-    served = answer_headers.get("docker-content-digest", computed)
-    if served != computed and served.startswith("sha256:"):
+        return ask_manifest_digest(ref, Credentials(user, password), ca_file=ca_file, timeout=timeout)
+    except DigestMismatchError as err:
         raise RegistryError(
-            f"the manifest of {ref} does not match its digest: the registry says {served}, its bytes hash to "
-            f"{computed}. Fix: the registry's storage ({host}) is damaged; delete the repository and push again",
+            f"the manifest of {ref} does not match its digest: the registry says {err.served}, its bytes hash to "
+            f"{err.computed}. Fix: the registry's storage ({parse_image(ref).host}) is damaged; delete the "
+            "repository and push again",
             Failure.OTHER,
-        )
-    return served
-
-
-def _error(ref: str, host: str, diagnosis: Diagnosis, *hidden: str) -> RegistryError:
-    message = (
-        f"cannot read the manifest of {ref} from the registry {host}: {diagnosis.failure.value} "
-        f"({diagnosis.cause}). Fix: {_FIXES[diagnosis.failure]}"
-    )
-    return RegistryError(_mask(message, *hidden), diagnosis.failure)
+        ) from None
+    except RegistryError as err:
+        raise RegistryError(f"{err}. Fix: {_FIXES[err.failure]}", err.failure) from None
 
 
 # ---- push --------------------------------------------------------------------------------------
@@ -491,7 +363,9 @@ def push(archive: Path, ref: str, files: RegistryFiles | None = None, *, timeout
     """
     __tracebackhide__ = True
     files = files or RegistryFiles.of(default_layout())
-    host = parse_reference(ref)[0]
+    if not names_registry(ref):
+        raise ClusterError(f"image reference {ref!r} names no registry: expected host:port/name:tag")
+    host = parse_image(ref).host
     if not archive.is_file():
         raise ClusterError(f"cannot push {archive} to {ref}: no such archive; build the image first")
     if shutil.which("skopeo") is None:
@@ -511,7 +385,7 @@ def push(archive: Path, ref: str, files: RegistryFiles | None = None, *, timeout
                 Failure.UNKNOWN_REGISTRY,
             ) from None
         if result.returncode != 0 or not digestfile.exists():
-            stderr = _mask(result.stderr.strip(), password)
+            stderr = mask(result.stderr.strip(), password)
             failure = classify_skopeo(stderr)
             raise RegistryError(
                 f"cannot push {archive.name} to {ref} (registry {host}): {failure.value}.\n"

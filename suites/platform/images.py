@@ -31,7 +31,7 @@ from fixtures.pull_secrets import (
     pull_fix,
 )
 from fixtures.stack import Stack
-from localcluster.registry import Credentials, Failure
+from localcluster.registry_client import Credentials, Failure
 
 REQUEST_TIMEOUT = 15.0
 _PULL_WAITING = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName")

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import base64
 import json
-import ssl
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +31,12 @@ from localcluster import registry as reg
 from localcluster.pki import Identity, ensure_ca, issue
 from reports.masking import Masker
 from tests.unit.test_registry import MISSING_TOOLS, Server, _free_port, _small_oci_archive, basic_registry, serving
+from tests.unit.test_registry_client import https_server
 
 PASSWORD = "s3cr3t-Pa55word"
 USER = "robot"
 CREDENTIALS = reg.Credentials(USER, PASSWORD)
 AUTH = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-DIGEST = "sha256:" + "a" * 64
 
 
 def _b64(text: str) -> str:
@@ -51,33 +48,7 @@ def _no_secret(message: str, *secrets: str) -> None:
         assert secret not in message, f"a secret leaked into: {message}"
 
 
-# ---- image references --------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("ref", "host", "repository", "reference"),
-    [
-        ("postgres:11", "docker.io", "library/postgres", "11"),
-        ("postgres", "docker.io", "library/postgres", "latest"),
-        ("bitnami/postgresql", "docker.io", "bitnami/postgresql", "latest"),
-        ("docker.io/bitnami/postgresql:16.2.0", "docker.io", "bitnami/postgresql", "16.2.0"),
-        ("index.docker.io/library/redis:7", "docker.io", "library/redis", "7"),
-        ("registry.example.com:5000/team/app:1.2", "registry.example.com:5000", "team/app", "1.2"),
-        (f"registry.example.com/app@{DIGEST}", "registry.example.com", "app", DIGEST),
-        (f"ghcr.io/org/img:v1@{DIGEST}", "ghcr.io", "org/img", DIGEST),  # the digest wins, as in containerd
-        ("localhost/x:1", "localhost", "x", "1"),
-        ("localhost:5000/a/b", "localhost:5000", "a/b", "latest"),
-        ("Registry.Example.com/app", "registry.example.com", "app", "latest"),  # upper case: a host
-        ("10.207.0.1:5443/geocube-acceptance/pause:3.10-1", "10.207.0.1:5443", "geocube-acceptance/pause", "3.10-1"),
-    ],
-)
-def test_parse_image_normalises_as_docker(ref: str, host: str, repository: str, reference: str) -> None:
-    assert ps.parse_image(ref) == ps.ImageReference(host, repository, reference)
-
-
-def test_an_image_reference_prints_in_full() -> None:
-    assert str(ps.parse_image("postgres:11")) == "docker.io/library/postgres:11"
-    assert str(ps.parse_image(f"h.io/a@{DIGEST}")) == f"h.io/a@{DIGEST}"
-
-
+# ---- image references (parsed by localcluster.registry_client) ---------------------------------
 @pytest.mark.parametrize(
     ("ref", "problem"),
     [
@@ -92,29 +63,6 @@ def test_a_malformed_image_reference_is_named_with_the_form_expected(ref: str, p
     with pytest.raises(ps.PullSecretError) as caught:
         ps.parse_image(ref)
     assert repr(ref) in str(caught.value) and problem in str(caught.value) and "Fix:" in str(caught.value)
-
-
-@pytest.mark.parametrize(
-    ("host", "api"),
-    [("docker.io", "registry-1.docker.io"), ("index.docker.io", "registry-1.docker.io"), ("ghcr.io", "ghcr.io")],
-)
-def test_docker_hub_is_served_elsewhere(host: str, api: str) -> None:
-    assert ps.api_host(host) == api
-
-
-@pytest.mark.parametrize(
-    ("key", "host"),
-    [
-        ("https://index.docker.io/v1/", "docker.io"),
-        ("registry-1.docker.io", "docker.io"),
-        ("https://host:5000/v2/", "host:5000"),
-        ("http://localhost:5000", "localhost:5000"),
-        ("Registry.Example.COM", "registry.example.com"),
-        ("quay.io/org", "quay.io"),
-    ],
-)
-def test_config_keys_are_normalised_to_a_host(key: str, host: str) -> None:
-    assert ps.normalise_host(key) == host
 
 
 # ---- Docker config files -----------------------------------------------------------------------
@@ -310,24 +258,7 @@ def test_secret_values_let_the_masker_hide_a_dumped_secret() -> None:
     assert ps.secret_values({}) == []
 
 
-# ---- challenges and kubelet messages -----------------------------------------------------------
-def test_challenges_are_parsed() -> None:
-    bearer = ps.parse_challenge(
-        'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
-        'scope="repository:library/postgres:pull",error="insufficient_scope"'
-    )
-    assert bearer.scheme == "bearer" and bearer.params == {
-        "realm": "https://auth.docker.io/token",
-        "service": "registry.docker.io",
-        "scope": "repository:library/postgres:pull",
-        "error": "insufficient_scope",
-    }
-    assert ps.parse_challenge('Basic realm="geocube-acceptance registry"') == ps.Challenge(
-        "basic", {"realm": "geocube-acceptance registry"}
-    )
-    assert ps.parse_challenge("").scheme == ""
-
-
+# ---- kubelet messages --------------------------------------------------------------------------
 _RESOLVE = 'failed to pull and unpack image "docker.io/acme/app:1": failed to resolve reference "docker.io/acme/app:1"'
 
 
@@ -396,11 +327,11 @@ def _b64url(data: bytes) -> str:
 class TokenService:
     """A token service as distribution's token auth expects (docs/spec/auth/token.md), over HTTPS."""
 
-    url: str
     credentials: reg.Credentials
     key: ec.EllipticCurvePrivateKey
     certificate: bytes  # DER, sent as the JWT's x5c
     bundle: Path  # the signing certificate's CA: the registry's rootcertbundle
+    url: str = ""  # known once it serves
     token_field: str = "token"
     requests: list[dict[str, str]] = field(default_factory=list)
     issued: list[str] = field(default_factory=list)
@@ -434,22 +365,9 @@ class TokenService:
             access = [{"type": kind, "name": name, "actions": actions.split(",")}]
         return 200, {self.token_field: self.sign(subject, access), "expires_in": 300}
 
-
-def _handler(service: TokenService) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            status, body = service.answer(self.path, self.headers.get("Authorization"))
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet: pytest shows what matters
-            pass
-
-    return Handler
+    def http(self, path: str, authorization: str | None) -> tuple[int, dict[str, str], bytes]:
+        status, body = self.answer(path, authorization)
+        return status, {"Content-Type": "application/json"}, json.dumps(body).encode()
 
 
 @pytest.fixture(scope="module")
@@ -460,23 +378,10 @@ def token_service(basic: Server, tmp_path_factory: pytest.TempPathFactory) -> It
     key = serialization.load_pem_private_key(signer_key.read_bytes(), password=None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     der = x509.load_pem_x509_certificate(signer_cert.read_bytes()).public_bytes(serialization.Encoding.DER)
-    tls_identity = Identity(stem="token-service", common_name="token", ip_addresses=("127.0.0.1",), server=True)
-    tls_cert, tls_key = issue(basic.files.pki, tls_identity)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tls_cert, tls_key)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    url = f"https://127.0.0.1:{httpd.server_address[1]}/token"
-    service = TokenService(url, CREDENTIALS, key, der, root / "signing" / "ca.crt")
-    httpd.RequestHandlerClass = _handler(service)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    service = TokenService(CREDENTIALS, key, der, root / "signing" / "ca.crt")
+    with https_server(basic.files.pki, "token-service", service.http) as host:
+        service.url = f"https://{host}/token"
         yield service
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
 
 
 @pytest.fixture(scope="module")
