@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from localcluster.errors import ClusterError
+from localcluster.registry_client import TAG, valid_repository
 from localcluster.reproducible import FORMAT, debian_arch, hash_json
 
 __all__ = [
@@ -30,8 +31,6 @@ __all__ = [
 
 REF_PREFIX = "localhost/geocube-acceptance/"
 
-_NAME_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
-_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(?::[a-z0-9-]+)?(?:=[A-Za-z0-9.+~:-]+)?$")
 
 
@@ -104,13 +103,13 @@ class ImageSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not _NAME_RE.fullmatch(self.name):
+        if not valid_repository(self.name):
             raise ValueError(
                 "ImageSpec.name must be lowercase path components of [a-z0-9] joined by '.', '_' or '-'. "
                 f"Current input: {self.name!r}"
             )
-        if not _TAG_RE.fullmatch(self.tag):
-            raise ValueError(f"ImageSpec.tag must match {_TAG_RE.pattern}. Current input: {self.tag!r}")
+        if not TAG.fullmatch(self.tag):
+            raise ValueError(f"ImageSpec.tag must match {TAG.pattern}. Current input: {self.tag!r}")
         if self.base is None and not self.files:
             raise ValueError(f"ImageSpec {self.name!r} has neither a base nor files: a scratch image needs files")
         if self.packages and self.base is None:

@@ -45,8 +45,9 @@ MANIFEST_MEDIA_TYPES = (
 MASK = "********"
 
 # Docker's reference grammar (distribution/reference), enough to refuse what no registry would serve.
-_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
-_TAG = re.compile(r"\w[\w.-]{0,127}")
+# (Docker's \w is ASCII: spelt out, since Python's matches any letter.) Also the image builder's rules for names.
+PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}")
 _CHALLENGE_PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^\s,]+))')
 
@@ -126,6 +127,11 @@ def names_registry(ref: str) -> bool:
     return bool(slash) and _is_host(first)
 
 
+def valid_repository(name: str) -> bool:
+    """Whether ``name`` (``a/b/c``, no host) is lower-case path components, as a registry requires."""
+    return bool(name) and all(PATH_COMPONENT.fullmatch(part) for part in name.split("/"))
+
+
 def parse_image(ref: str) -> ImageReference:
     """``ref`` normalised as Docker and containerd do: ``postgres:11`` is ``docker.io/library/postgres:11``.
 
@@ -143,9 +149,9 @@ def parse_image(ref: str) -> ImageReference:
     else:
         tagged, colon, tag = remainder.rpartition(":")
         name, reference = (tagged, tag) if colon and "/" not in tag else (remainder, "latest")
-        if not _TAG.fullmatch(reference):
+        if not TAG.fullmatch(reference):
             raise _bad_image(ref, f"the tag {reference!r} is not valid (letters, digits, '_', '.', '-'; 128 at most)")
-    if not host or not name or not all(_COMPONENT.fullmatch(part) for part in name.split("/")):
+    if not host or not valid_repository(name):
         raise _bad_image(ref, "the repository must be lower-case path components (letters, digits, '.', '_', '-')")
     host = normalise_host(host)
     if host == DOCKER_HUB and "/" not in name:
