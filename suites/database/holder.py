@@ -24,6 +24,7 @@ from fixtures.journal import EndSessions, Remove
 from fixtures.labels import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from fixtures.portforward import service_pod
 from fixtures.stack import Stack
+from fixtures.waits import tail_logs
 
 HOLDER_APPLICATION = f"{APPLICATION_NAME}-holder"
 SCRIPT = (
@@ -154,13 +155,7 @@ class ConnectionHolder:
         return str(pod.status.phase)
 
     def _logs(self) -> str:
-        try:
-            text = self.stack.kube.core.read_namespaced_pod_log(
-                self.name, self.stack.namespace, tail_lines=20, _request_timeout=15
-            )
-        except ApiException as err:
-            return f"(no log: {err.status} {err.reason})"
-        return str(text).strip() or "(empty)"
+        return tail_logs(self.stack.kube, self.stack.namespace, self.name, None, previous=False, lines=20)
 
     def _delete_pod(self) -> None:
         try:
