@@ -29,14 +29,14 @@ REQUESTS_PER_CREATE = 2
 SCALING_SLACK = 90.0
 
 
-def update_seconds(config: AutoscalerConfig) -> float:
+def growing_update_seconds(config: AutoscalerConfig) -> float:
     """How long one growing update of the autoscaler lasts at least: -update, or its client's rate limit."""
     return max(config.update_seconds, config.step * REQUESTS_PER_CREATE / CLIENT_QPS)
 
 
 def scale_up_timeout(config: AutoscalerConfig, pods: int) -> float:
     """The bound on growing by ``pods``: one update per step, three more, and slack."""
-    return update_seconds(config) * (math.ceil(max(0, pods) / config.step) + 3) + SCALING_SLACK
+    return growing_update_seconds(config) * (math.ceil(max(0, pods) / config.step) + 3) + SCALING_SLACK
 
 
 def scale_down_timeout(config: AutoscalerConfig, pods: int) -> float:
@@ -143,7 +143,7 @@ def wait_burst_end(watch: PodWatch, config: AutoscalerConfig) -> float:
 
     return watch.wait_until(
         ended,
-        timeout=update_seconds(config) + quiet + SCALING_SLACK,
+        timeout=growing_update_seconds(config) + quiet + SCALING_SLACK,
         description=f"the autoscaler's update to finish creating pods ({watch.selector}; none added for {quiet:g} s)",
     )
 

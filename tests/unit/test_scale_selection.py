@@ -16,10 +16,10 @@ from fixtures.settings import scale_selected
 from reports import catalogue
 from suites.autoscaling.observed import (
     SCALING_SLACK,
+    growing_update_seconds,
     scale_down_timeout,
     scale_up_timeout,
     timeline,
-    update_seconds,
 )
 from suites.autoscaling.test_scale import GUIDE_FLAGS, guide_mismatches, tolerated
 
@@ -57,11 +57,11 @@ def test_the_in_cluster_runner_carries_the_scale_selections_autoscaler_and_place
 
 def test_the_scale_timeouts_follow_the_autoscalers_client_rate_limit() -> None:
     guide = config()  # -update=3s, step 16: an update that creates 16 pods lasts 6.4 s (2 requests each at 5/s)
-    assert update_seconds(guide) == pytest.approx(6.4)
+    assert growing_update_seconds(guide) == pytest.approx(6.4)
     assert scale_up_timeout(guide, 256) == pytest.approx(6.4 * (16 + 3) + SCALING_SLACK)
     assert scale_down_timeout(guide, 256) == pytest.approx(2 * 3.0 + 256 / 5 + SCALING_SLACK)
     small = config(step=3)
-    assert update_seconds(small) == 3.0  # -update is the longer
+    assert growing_update_seconds(small) == 3.0  # -update is the longer
 
 
 def test_as_scale_at_max_applies_only_to_the_scale_selection(settings: Settings) -> None:
